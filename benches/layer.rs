@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the layer (filled by the performance work).
+fn main() {}

@@ -1,0 +1,246 @@
+//! [`ResponseBody`]: streams a response through to the client and records a
+//! copy, finishing the record before the client sees the end.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::claim::FinishRecording;
+
+pin_project! {
+    /// The body of every response the layer returns: the service's own body
+    /// (streamed as produced, with a copy kept for the record when the
+    /// response is recorded), or a replayed or rejection body.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Full { data: Option<Bytes> },
+        Inner { #[pin] body: B },
+        Recording { #[pin] body: B, recorder: Recorder },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// A body of bytes the layer holds: a replay or a rejection.
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self {
+            kind: Kind::Full {
+                data: Some(data).filter(|data| !data.is_empty()),
+            },
+        }
+    }
+
+    /// The service's body, untouched.
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    /// The service's body, recorded as it streams through.
+    pub(crate) fn recording(
+        body: B,
+        limit: usize,
+        expected_len: Option<u64>,
+        finish: Box<dyn FinishRecording>,
+    ) -> Self {
+        Self {
+            kind: Kind::Recording {
+                body,
+                recorder: Recorder {
+                    chunks: Vec::new(),
+                    len: 0,
+                    limit,
+                    expected_len,
+                    state: State::Streaming(finish),
+                },
+            },
+        }
+    }
+}
+
+/// The copy of a response body on its way to the store.
+struct Recorder {
+    /// Chunks seen so far, shared with the frames sent (no copy), emptied once
+    /// the body outgrows the limit.
+    chunks: Vec<Bytes>,
+    /// Bytes seen so far, recorded or not.
+    len: usize,
+    limit: usize,
+    /// The length the client was told, if any: reaching it ends the body for
+    /// the client even before the service says so.
+    expected_len: Option<u64>,
+    state: State,
+}
+
+enum State {
+    Streaming(Box<dyn FinishRecording>),
+    /// Recording; then `pending` (the last frame) goes to the client, or the
+    /// end if there is none.
+    Finishing {
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+        pending: Option<Frame<Bytes>>,
+    },
+    /// Recorded or abandoned: the body streams on untouched.
+    Done,
+    /// Recorded after the service's body ended.
+    Ended,
+}
+
+impl Recorder {
+    fn push(&mut self, data: &Bytes) {
+        self.len = self.len.saturating_add(data.len());
+        if self.len > self.limit {
+            self.chunks = Vec::new();
+        } else if !data.is_empty() {
+            self.chunks.push(data.clone());
+        }
+    }
+
+    fn has_expected_len(&self) -> bool {
+        self.expected_len == Some(self.len as u64)
+    }
+
+    /// Starts recording what was seen, then hands out `pending`.
+    fn finish(&mut self, pending: Option<Frame<Bytes>>) {
+        let State::Streaming(finish) = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        let body = (self.len <= self.limit).then(|| join(std::mem::take(&mut self.chunks)));
+        self.state = State::Finishing {
+            future: finish.finish(body),
+            pending,
+        };
+    }
+
+    /// Gives up recording (the body failed): the claim is released.
+    fn abandon(&mut self) {
+        self.chunks = Vec::new();
+        self.state = State::Done;
+    }
+}
+
+/// One chunk as it is; several joined with one copy.
+fn join(chunks: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(chunks) {
+        Ok([one]) => one,
+        Err(chunks) => {
+            let mut joined = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Recording { body, recorder } => poll_recording(body, recorder, cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Inner { body } => body.is_end_stream(),
+            // Never ends for the client before the record is made.
+            Kind::Recording { body, recorder } => match recorder.state {
+                State::Ended => true,
+                State::Done => body.is_end_stream(),
+                State::Streaming(_) | State::Finishing { .. } => false,
+            },
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Inner { body } | Kind::Recording { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+fn poll_recording<B>(
+    mut body: Pin<&mut B>,
+    recorder: &mut Recorder,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+where
+    B: Body<Data = Bytes>,
+{
+    loop {
+        match &mut recorder.state {
+            State::Streaming(_) => {}
+            State::Finishing { future, pending } => {
+                ready!(future.as_mut().poll(cx));
+                let pending = pending.take();
+                recorder.state = if pending.is_some() {
+                    State::Done
+                } else {
+                    State::Ended
+                };
+                return Poll::Ready(pending.map(Ok));
+            }
+            State::Done => return body.poll_frame(cx),
+            State::Ended => return Poll::Ready(None),
+        }
+        match ready!(body.as_mut().poll_frame(cx)) {
+            None => recorder.finish(None),
+            Some(Err(error)) => {
+                recorder.abandon();
+                return Poll::Ready(Some(Err(error)));
+            }
+            Some(Ok(frame)) => {
+                let Some(data) = frame.data_ref() else {
+                    // Trailers come last: record before they go out.
+                    recorder.finish(Some(frame));
+                    continue;
+                };
+                recorder.push(data);
+                if body.is_end_stream() || recorder.has_expected_len() {
+                    // The client will see the end with this frame.
+                    recorder.finish(Some(frame));
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full { .. } => "Full",
+            Kind::Inner { .. } => "Inner",
+            Kind::Recording { .. } => "Recording",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}

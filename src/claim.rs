@@ -1,0 +1,213 @@
+//! The claim a protected request holds while its service runs: it records the
+//! outcome or releases the key, under its fencing token, however the request
+//! ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::fingerprint::Fingerprint;
+use crate::layer::Config;
+use crate::log::warn_store_error;
+use crate::store::{
+    FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError, StoreErrorKind,
+};
+
+/// What a layer's services share: the configuration and the store.
+#[derive(Debug)]
+pub(crate) struct Shared<St> {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<St>,
+}
+
+impl<St: Store> Shared<St> {
+    /// Runs one store call, bounded by the store timeout.
+    pub(crate) async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.config.store_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+    }
+}
+
+/// A won claim. Dropped without [`record`](Self::record) or
+/// [`release`](Self::release) (a dropped future, a panic), it releases the key
+/// in the background so the next retry runs.
+#[derive(Debug)]
+pub(crate) struct Claim<St: Store> {
+    shared: Arc<Shared<St>>,
+    key: KeyDigest,
+    token: FencingToken,
+    fingerprint: Fingerprint,
+    /// When the lease ends, by this process's clock (measured before the claim
+    /// was sent, so never later than the store's).
+    lease_until: Instant,
+    settled: bool,
+}
+
+impl<St: Store> Claim<St> {
+    pub(crate) fn new(
+        shared: Arc<Shared<St>>,
+        key: KeyDigest,
+        token: FencingToken,
+        fingerprint: Fingerprint,
+        claimed_at: Instant,
+    ) -> Self {
+        let lease_until = claimed_at + shared.config.lease;
+        Self {
+            shared,
+            key,
+            token,
+            fingerprint,
+            lease_until,
+            settled: false,
+        }
+    }
+
+    /// The configuration of the layer that made the claim.
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Gives the key up so the next request with it runs again.
+    pub(crate) async fn release(mut self) {
+        let store = &self.shared.store;
+        if let Err(error) = self
+            .shared
+            .bounded(store.release(&self.key, self.token))
+            .await
+        {
+            warn_store_error!(
+                error,
+                "idempotency claim not released; it lapses with its lease"
+            );
+        }
+        self.settled = true;
+    }
+
+    /// Records the outcome: a response, or `None` for a tombstone. If the store
+    /// fails, recording goes on in the background while the lease lasts.
+    pub(crate) async fn record(mut self, response: Option<RecordedResponse>) {
+        let record = Record {
+            fingerprint: self.fingerprint,
+            response,
+        };
+        let result = self.try_record(record.clone()).await;
+        self.settled = true;
+        match result {
+            Ok(()) => {}
+            Err(error) if error.kind() == StoreErrorKind::LeaseLost => {
+                warn_store_error!(
+                    error,
+                    "idempotency record refused: the lease passed to another owner"
+                );
+            }
+            Err(error) => {
+                warn_store_error!(
+                    error,
+                    "idempotency record failed; retrying while the lease lasts"
+                );
+                self.keep_recording(record);
+            }
+        }
+    }
+
+    async fn try_record(&self, record: Record) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let ttl = self.shared.config.ttl;
+        self.shared
+            .bounded(store.record(&self.key, self.token, record, ttl))
+            .await
+    }
+
+    /// Retries the record with backoff until it lands, the lease is lost or
+    /// it ends.
+    fn keep_recording(&self, record: Record) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let retry = Self {
+            shared: Arc::clone(&self.shared),
+            settled: true,
+            ..*self
+        };
+        runtime.spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                tokio::time::sleep(backoff).await;
+                if Instant::now() >= retry.lease_until {
+                    warn_store_error!(
+                        StoreError::new(StoreErrorKind::LeaseLost),
+                        "idempotency record abandoned: the lease ran out"
+                    );
+                    return;
+                }
+                match retry.try_record(record.clone()).await {
+                    Ok(()) => return,
+                    Err(error) if error.kind() == StoreErrorKind::LeaseLost => return,
+                    Err(_) => backoff = (backoff * 2).min(Duration::from_secs(1)),
+                }
+            }
+        });
+    }
+}
+
+impl<St: Store> Drop for Claim<St> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to release from: the claim lapses with its lease.
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let (key, token) = (self.key, self.token);
+        runtime.spawn(async move {
+            if let Err(error) = shared.bounded(shared.store.release(&key, token)).await {
+                warn_store_error!(
+                    error,
+                    "idempotency claim not released; it lapses with its lease"
+                );
+            }
+        });
+    }
+}
+
+/// The end of a recording, as the response body sees it: no store type in
+/// sight.
+pub(crate) trait FinishRecording: Send {
+    /// Records `body` (`None`: too large, record a tombstone).
+    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// A claim waiting for its response body to end.
+#[derive(Debug)]
+pub(crate) struct PendingRecord<St: Store> {
+    pub(crate) claim: Claim<St>,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+}
+
+impl<St: Store> FinishRecording for PendingRecord<St> {
+    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let Self {
+            claim,
+            status,
+            headers,
+        } = *self;
+        let response = body.map(|body| RecordedResponse {
+            status,
+            headers,
+            body,
+        });
+        Box::pin(claim.record(response))
+    }
+}

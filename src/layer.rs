@@ -1,0 +1,345 @@
+//! [`IdempotencyLayer`]: the configuration, and the builder setters.
+
+use std::fmt;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use tower_layer::Layer;
+
+use crate::decision::DecisionConfig;
+use crate::fingerprint::FingerprintConfig;
+use crate::recording::default_record_policy;
+use crate::scope::{ExtensionScope, GlobalScope, HeaderScope, ScopeFn, SharedScopeFn};
+use crate::service::Idempotency;
+use crate::store::Store;
+
+/// The default name of the key header.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Applies [`Idempotency`] to a service: the first request with a key runs,
+/// its retries get the recorded answer.
+///
+/// Every setter takes and returns the layer, and has a default:
+///
+/// | setter | default |
+/// | --- | --- |
+/// | [`methods`](Self::methods) | `POST`, `PATCH` |
+/// | [`header_name`](Self::header_name) | `Idempotency-Key` |
+/// | [`require_key`](Self::require_key) | `false`: a request without a key passes through |
+/// | [`scope`](Self::scope), [`scope_by_header`](Self::scope_by_header), [`scope_by_extension`](Self::scope_by_extension) | one global scope |
+/// | [`fingerprint_header`](Self::fingerprint_header) | none: method, path, query and body only |
+/// | [`request_body_limit`](Self::request_body_limit) | 1 MiB |
+/// | [`response_record_limit`](Self::response_record_limit) | 1 MiB |
+/// | [`ttl`](Self::ttl) | 24 hours |
+/// | [`lease`](Self::lease) | 30 seconds |
+/// | [`store_timeout`](Self::store_timeout) | 2 seconds |
+/// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
+/// | [`retry_after`](Self::retry_after) | 1 second |
+/// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::post};
+/// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+///
+/// async fn create() -> &'static str { "created" }
+///
+/// let layer = IdempotencyLayer::new(MemoryStore::new())
+///     .ttl(Duration::from_secs(24 * 3600))
+///     .scope_by_header(http::HeaderName::from_static("x-api-key"));
+/// let app: Router = Router::new().route("/orders", post(create)).layer(layer);
+/// ```
+pub struct IdempotencyLayer<St> {
+    config: Config,
+    store: Arc<St>,
+}
+
+/// Everything the layer was told, shared by the services it makes.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) methods: Vec<Method>,
+    pub(crate) header: HeaderName,
+    pub(crate) require_key: bool,
+    pub(crate) scope: SharedScopeFn,
+    pub(crate) fingerprint: FingerprintConfig,
+    pub(crate) request_body_limit: usize,
+    pub(crate) response_record_limit: usize,
+    pub(crate) ttl: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) record_policy: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
+    pub(crate) decision: DecisionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            methods: vec![Method::POST, Method::PATCH],
+            header: IDEMPOTENCY_KEY,
+            require_key: false,
+            scope: Arc::new(GlobalScope),
+            fingerprint: FingerprintConfig::default(),
+            request_body_limit: 1024 * 1024,
+            response_record_limit: 1024 * 1024,
+            ttl: Duration::from_secs(24 * 60 * 60),
+            lease: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(2),
+            record_policy: Arc::new(default_record_policy),
+            decision: DecisionConfig {
+                retry_after: Duration::from_secs(1),
+                fail_open: false,
+            },
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn covers(&self, method: &Method) -> bool {
+        self.methods.contains(method)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("methods", &self.methods)
+            .field("header", &self.header)
+            .field("require_key", &self.require_key)
+            .field("fingerprint", &self.fingerprint)
+            .field("request_body_limit", &self.request_body_limit)
+            .field("response_record_limit", &self.response_record_limit)
+            .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
+            .field("store_timeout", &self.store_timeout)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> IdempotencyLayer<St> {
+    /// A layer keeping its records in `store`, with the defaults above.
+    pub fn new(store: St) -> Self {
+        Self::from_shared_store(Arc::new(store))
+    }
+
+    /// A layer on a store already shared with other code (to inspect or purge
+    /// it, say).
+    pub fn from_shared_store(store: Arc<St>) -> Self {
+        Self {
+            config: Config::default(),
+            store,
+        }
+    }
+
+    /// The methods the layer protects; requests with other methods pass
+    /// through untouched, key or not. Default: `POST` and `PATCH`.
+    #[must_use]
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.config.methods = methods.into_iter().collect();
+        self
+    }
+
+    /// The header that carries the key. Default: `Idempotency-Key`.
+    #[must_use]
+    pub fn header_name(mut self, name: HeaderName) -> Self {
+        self.config.header = name;
+        self
+    }
+
+    /// Whether a request with a protected method must carry a key: if so, one
+    /// without gets 400 `idempotency_key_missing`. Default: `false`, it passes
+    /// through unprotected.
+    #[must_use]
+    pub fn require_key(mut self, require: bool) -> Self {
+        self.config.require_key = require;
+        self
+    }
+
+    /// Maps each request to a tenant [`Scope`](crate::Scope) with a function of the request
+    /// head, so tenants never see each other's records.
+    ///
+    /// # Warning
+    ///
+    /// The default puts every request in one global scope: two clients that
+    /// send the same key share one record, and the second gets the first one's
+    /// response. Scope keys by tenant whenever clients are not all trusted
+    /// alike, or when they choose their own keys.
+    ///
+    /// ```
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore, Scope};
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).scope(|parts: &http::request::Parts| {
+    ///     match parts.uri.path().split('/').nth(2) {
+    ///         Some(account) => Scope::new(account.to_owned()),
+    ///         None => Scope::global(),
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn scope(mut self, scope: impl ScopeFn) -> Self {
+        self.config.scope = Arc::new(scope);
+        self
+    }
+
+    /// Scopes keys by the value of a request header, such as an API key. A
+    /// request without the header is in the global scope.
+    ///
+    /// # Warning
+    ///
+    /// The header must be one your own authentication checks: a client that can
+    /// set any value can choose another tenant's scope.
+    #[must_use]
+    pub fn scope_by_header(mut self, name: HeaderName) -> Self {
+        self.config.scope = Arc::new(HeaderScope(name));
+        self
+    }
+
+    /// Scopes keys by a typed request extension, set by an authentication
+    /// layer that runs before this one, formatted with `Display`. A request
+    /// without the extension is in the global scope.
+    ///
+    /// ```
+    /// use std::fmt;
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+    ///
+    /// #[derive(Clone)]
+    /// struct AccountId(u64);
+    /// impl fmt::Display for AccountId {
+    ///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    ///         write!(f, "acct_{}", self.0)
+    ///     }
+    /// }
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).scope_by_extension::<AccountId>();
+    /// ```
+    #[must_use]
+    pub fn scope_by_extension<T>(mut self) -> Self
+    where
+        T: Display + Send + Sync + 'static,
+    {
+        self.config.scope = Arc::new(ExtensionScope::<T>::new());
+        self
+    }
+
+    /// Adds a request header to the fingerprint, so a retry with another value
+    /// of it is a mismatch. Call once per header.
+    #[must_use]
+    pub fn fingerprint_header(mut self, name: HeaderName) -> Self {
+        self.config.fingerprint.headers.push(name);
+        self
+    }
+
+    /// The largest request body the layer reads to fingerprint; larger ones get
+    /// 413 `idempotency_request_too_large` without reaching the service.
+    /// Default: 1 MiB.
+    #[must_use]
+    pub fn request_body_limit(mut self, bytes: usize) -> Self {
+        self.config.request_body_limit = bytes;
+        self
+    }
+
+    /// The largest response body recorded for replay. A larger one is still
+    /// delivered whole, but its key then holds a tombstone and its retries get
+    /// 409 `idempotency_response_not_replayable`. Default: 1 MiB.
+    #[must_use]
+    pub fn response_record_limit(mut self, bytes: usize) -> Self {
+        self.config.response_record_limit = bytes;
+        self
+    }
+
+    /// How long a completed record is kept and replayed; after it the key may
+    /// be used again. Default: 24 hours.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = ttl;
+        self
+    }
+
+    /// How long a claim holds its key without an answer. A process that dies
+    /// holding a claim blocks its key for at most this long. Default: 30
+    /// seconds.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    /// The longest wait for any one store call; past it the call counts as a
+    /// store failure. Default: 2 seconds.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_timeout = timeout;
+        self
+    }
+
+    /// Which response statuses are recorded; the others release the claim so a
+    /// retry runs again. Default: [`default_record_policy`].
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore, default_record_policy};
+    ///
+    /// // Also let clients retry a 409 from the handler itself.
+    /// let layer = IdempotencyLayer::new(MemoryStore::new())
+    ///     .record_policy(|status| status != StatusCode::CONFLICT && default_record_policy(status));
+    /// ```
+    #[must_use]
+    pub fn record_policy(
+        mut self,
+        policy: impl Fn(StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.record_policy = Arc::new(policy);
+        self
+    }
+
+    /// The `Retry-After` sent with 409 `idempotency_key_in_progress`, rounded
+    /// up to whole seconds. Default: 1 second.
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.config.decision.retry_after = after;
+        self
+    }
+
+    /// What to do when the store fails or times out: `false` (the default)
+    /// answers 503 `idempotency_store_unavailable`; `true` passes the request
+    /// through to the service unprotected.
+    ///
+    /// # Warning
+    ///
+    /// Failing open trades safety for availability: while the store is down,
+    /// retries run the service again, and duplicates (a second order, a second
+    /// charge) become possible.
+    #[must_use]
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.config.decision.fail_open = fail_open;
+        self
+    }
+}
+
+impl<St> Clone for IdempotencyLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<St: fmt::Debug> fmt::Debug for IdempotencyLayer<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl<S, St: Store> Layer<S> for IdempotencyLayer<St> {
+    type Service = Idempotency<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency::new(inner, self.config.clone(), Arc::clone(&self.store))
+    }
+}

@@ -1,0 +1,28 @@
+//! Safe retries for HTTP APIs: a Tower layer for the `Idempotency-Key` header.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod claim;
+mod decision;
+mod fingerprint;
+mod future;
+mod key;
+mod layer;
+mod log;
+mod recording;
+mod rejection;
+mod request_body;
+mod scope;
+mod service;
+pub mod store;
+
+pub use body::ResponseBody;
+pub use fingerprint::Fingerprint;
+pub use future::ResponseFuture;
+pub use key::{IdempotencyKey, InvalidKey};
+pub use layer::IdempotencyLayer;
+pub use recording::default_record_policy;
+pub use request_body::RequestBody;
+pub use scope::{Scope, ScopeFn};
+pub use service::Idempotency;
+pub use store::{MemoryStore, Store};

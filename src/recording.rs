@@ -1,0 +1,108 @@
+//! What a response leaves behind (SPEC section 4): which statuses are
+//! recorded, and which headers a replay hands out again.
+
+use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName};
+
+/// The default recording policy: record every final response except those a
+/// retry may well change.
+///
+/// Not recorded: 1xx (not a final answer), 408, 425 and 429 (the client is
+/// asked to try again), and every 5xx (the server failed; the work may not be
+/// done). The claim is released instead, so the retry runs the service again.
+/// Every other 2xx, 3xx and 4xx is recorded and replayed.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_idempotency::default_record_policy;
+///
+/// assert!(default_record_policy(StatusCode::CREATED));
+/// assert!(default_record_policy(StatusCode::UNPROCESSABLE_ENTITY));
+/// assert!(!default_record_policy(StatusCode::TOO_MANY_REQUESTS));
+/// assert!(!default_record_policy(StatusCode::BAD_GATEWAY));
+/// ```
+pub fn default_record_policy(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.as_u16() == 425
+        || status == StatusCode::TOO_MANY_REQUESTS)
+}
+
+/// Headers never recorded: hop-by-hop headers (RFC 9110 section 7.6.1), which
+/// describe one connection, not the response, and credentials, so that a replay
+/// never hands out a session. `Content-Length` is recomputed from the recorded
+/// body on replay.
+const NOT_RECORDED: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::SET_COOKIE,
+    header::WWW_AUTHENTICATE,
+    header::PROXY_AUTHENTICATE,
+    header::AUTHORIZATION,
+    header::CONTENT_LENGTH,
+];
+
+/// The headers of `headers` that a replay sends again, multi-valued headers
+/// kept whole and in order.
+pub(crate) fn recordable_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = headers.clone();
+    for name in &NOT_RECORDED {
+        kept.remove(name);
+    }
+    // Headers that the Connection header names are hop-by-hop too.
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(names) = value.to_str() else { continue };
+        for name in names.split(',') {
+            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                kept.remove(name);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_by_status() {
+        for code in 100..600u16 {
+            let status = StatusCode::from_u16(code).unwrap();
+            let expected = (200..500).contains(&code) && ![408, 425, 429].contains(&code);
+            assert_eq!(default_record_policy(status), expected, "{code}");
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_credentials_keeps_the_rest() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::LOCATION, "/orders/1".parse().unwrap());
+        headers.append(header::SET_COOKIE, "session=secret".parse().unwrap());
+        headers.append(header::VARY, "accept".parse().unwrap());
+        headers.append(header::VARY, "accept-encoding".parse().unwrap());
+        headers.insert(header::CONNECTION, "close, x-hop".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        let kept = recordable_headers(&headers);
+        assert_eq!(kept[header::LOCATION], "/orders/1");
+        let vary: Vec<_> = kept.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["accept", "accept-encoding"]);
+        for gone in [
+            "set-cookie",
+            "connection",
+            "x-hop",
+            "transfer-encoding",
+            "www-authenticate",
+        ] {
+            assert!(!kept.contains_key(gone), "{gone} was kept");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! [`Idempotency`]: the middleware service. `call` reads as the decision
+//! table: parse the key, fingerprint, claim, then run, replay or reject.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http_body::Body;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::claim::{Claim, PendingRecord, Shared};
+use crate::decision::Decision;
+use crate::future::{ResponseFuture, rejection_response};
+use crate::key::{IdempotencyKey, key_from_headers};
+use crate::layer::Config;
+use crate::recording::recordable_headers;
+use crate::rejection::Rejection;
+use crate::request_body::{BufferError, RequestBody, buffer};
+use crate::store::{KeyDigest, RecordedResponse, Store};
+
+/// The header marking a replayed response.
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Middleware that runs the inner service once per idempotency key and
+/// replays its response to retries. Made by [`IdempotencyLayer`](crate::IdempotencyLayer).
+///
+/// The inner service receives the request unchanged (same head, same body
+/// bytes) with its [`IdempotencyKey`] added to the extensions; its body type is
+/// [`RequestBody`], which axum routers and `hyper` services accept as any other
+/// body.
+pub struct Idempotency<S, St> {
+    inner: S,
+    shared: Arc<Shared<St>>,
+}
+
+impl<S, St> Idempotency<S, St> {
+    pub(crate) fn new(inner: S, config: Config, store: Arc<St>) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared { config, store }),
+        }
+    }
+}
+
+impl<S: Clone, St> Clone for Idempotency<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Idempotency<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .field("store", &self.shared.store)
+            .finish()
+    }
+}
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Idempotency<S, St>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    St: Store,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let config = &self.shared.config;
+        if !config.covers(request.method()) {
+            return ResponseFuture::passthrough(
+                self.inner.call(request.map(RequestBody::streaming)),
+            );
+        }
+        let key = match key_from_headers(request.headers(), &config.header) {
+            Ok(Some(key)) => key,
+            Ok(None) if config.require_key => {
+                return ResponseFuture::rejected(Rejection::KeyMissing);
+            }
+            Ok(None) => {
+                return ResponseFuture::passthrough(
+                    self.inner.call(request.map(RequestBody::streaming)),
+                );
+            }
+            Err(_) => return ResponseFuture::rejected(Rejection::KeyInvalid),
+        };
+        // Take the service that `poll_ready` made ready, leave a clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::protected(Box::pin(protect(
+            Arc::clone(&self.shared),
+            inner,
+            request,
+            key,
+        )))
+    }
+}
+
+/// A protected request, from its body to its answer.
+async fn protect<S, St, ReqB, ResB>(
+    shared: Arc<Shared<St>>,
+    inner: S,
+    request: Request<ReqB>,
+    key: IdempotencyKey,
+) -> Result<Response<ResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    St: Store,
+    ReqB: Body<Data = Bytes>,
+    ResB: Body<Data = Bytes>,
+{
+    let config = &shared.config;
+    let (mut parts, body) = request.into_parts();
+    if declared_len(&parts.headers).is_some_and(|len| len > config.request_body_limit as u64) {
+        return Ok(rejection_response(Rejection::RequestTooLarge));
+    }
+    let body = match buffer(body, config.request_body_limit).await {
+        Ok(body) => body,
+        Err(BufferError::TooLarge) => return Ok(rejection_response(Rejection::RequestTooLarge)),
+        Err(BufferError::Unreadable) => {
+            return Ok(rejection_response(Rejection::RequestBodyUnreadable));
+        }
+    };
+    let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
+    let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
+    parts.extensions.insert(key);
+    let request = Request::from_parts(parts, RequestBody::buffered(body));
+
+    let claimed_at = Instant::now();
+    let claim = shared
+        .bounded(shared.store.claim(&digest, &fingerprint, config.lease))
+        .await;
+    match config.decision.decide(claim, &fingerprint) {
+        Decision::Run(token) => {
+            let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);
+            run(claim, inner, request).await
+        }
+        Decision::Replay(response) => Ok(replay(response)),
+        Decision::Reject(rejection) => Ok(rejection_response(rejection)),
+        Decision::RunUnprotected => {
+            let mut inner = inner;
+            let response = inner.call(request).await?;
+            Ok(response.map(ResponseBody::inner))
+        }
+    }
+}
+
+/// Runs the service under a claim and sets up the record of its response.
+async fn run<S, St, ReqB, ResB>(
+    claim: Claim<St>,
+    mut inner: S,
+    request: Request<RequestBody<ReqB>>,
+) -> Result<Response<ResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    St: Store,
+    ResB: Body<Data = Bytes>,
+{
+    let response = match inner.call(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            claim.release().await;
+            return Err(error);
+        }
+    };
+    let config = claim.config();
+    if !(config.record_policy)(response.status()) {
+        claim.release().await;
+        return Ok(response.map(ResponseBody::inner));
+    }
+    let (parts, body) = response.into_parts();
+    let headers = recordable_headers(&parts.headers);
+    let expected_len = body
+        .size_hint()
+        .exact()
+        .or_else(|| declared_len(&parts.headers));
+    if body.is_end_stream() || expected_len == Some(0) {
+        // The head alone tells the client the response is complete.
+        let recorded = RecordedResponse {
+            status: parts.status,
+            headers,
+            body: Bytes::new(),
+        };
+        claim.record(Some(recorded)).await;
+        return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
+    }
+    let limit = config.response_record_limit;
+    let pending = Box::new(PendingRecord {
+        claim,
+        status: parts.status,
+        headers,
+    });
+    let body = ResponseBody::recording(body, limit, expected_len, pending);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The recorded response, sent again.
+fn replay<B>(recorded: RecordedResponse) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(recorded.body));
+    *response.status_mut() = recorded.status;
+    *response.headers_mut() = recorded.headers;
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// The `Content-Length` a message declares, if it declares one.
+fn declared_len(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

@@ -1,0 +1,367 @@
+//! [`MemoryStore`]: records in this process, on a sharded map.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as MapEntry;
+use tokio::time::Instant;
+
+use super::{ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind};
+use crate::fingerprint::Fingerprint;
+
+/// Number of expiry queues; a power of two so a digest byte picks one.
+const EXPIRY_SHARDS: usize = 64;
+/// Expired entries removed, at most, by each claim: more than a claim adds, so
+/// the store keeps up with its own expiry without a background task.
+const SWEEP_PER_CLAIM: usize = 4;
+/// Entries looked at, at most, to make room for one new key when full.
+const EVICTION_SCAN: usize = 16;
+/// Expiry queues tried, at most, to make room for one new key when full.
+const EVICTION_SHARDS: usize = 4;
+
+/// The default store: records in this process's memory, on a [`DashMap`].
+///
+/// Right for one process. Replicas behind a load balancer each have their own
+/// memory, so they need a shared store (Redis or Postgres) to run a key once.
+///
+/// - **Expiry** runs inside the store: every claim removes up to a few expired
+///   entries from a per-shard expiry queue (no global lock, no scan of the
+///   map), and [`purge_expired`](Self::purge_expired) removes them all.
+/// - **Capacity** is optional ([`with_capacity`](Self::with_capacity)). When the
+///   store is full, a new key evicts the completed record closest to expiry
+///   among a few looked at; in-flight claims are never evicted. If none can be
+///   evicted, the claim fails with [`StoreErrorKind::CapacityExhausted`] and
+///   the layer answers 503. Concurrent claims may overshoot the bound by at most
+///   their number. An evicted key has lost its protection: a late retry with it
+///   runs again, so size the store for the keys one TTL brings.
+/// - **Time** is Tokio's clock, so tests can pause and advance it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+///
+/// let store = MemoryStore::with_capacity(1_000_000);
+/// let layer = IdempotencyLayer::new(store.clone()).ttl(Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    entries: DashMap<KeyDigest, Entry>,
+    /// Deadlines of entries, one min-queue per shard of digests. An item may be
+    /// stale (its entry moved to a later deadline or left); removal checks the
+    /// entry itself.
+    expiry: Box<[Mutex<ExpiryQueue>]>,
+    /// Number of entries (kept here: `DashMap::len` locks every shard).
+    len: AtomicUsize,
+    capacity: Option<usize>,
+    next_token: AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            entries: DashMap::new(),
+            expiry: (0..EXPIRY_SHARDS).map(|_| Mutex::default()).collect(),
+            len: AtomicUsize::new(0),
+            capacity: None,
+            next_token: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Deadlines, earliest first.
+type ExpiryQueue = BinaryHeap<Reverse<(Instant, KeyDigest)>>;
+
+#[derive(Debug)]
+enum Entry {
+    InFlight {
+        fingerprint: Fingerprint,
+        token: FencingToken,
+        lease_until: Instant,
+    },
+    Completed {
+        record: Record,
+        expires_at: Instant,
+    },
+}
+
+impl Entry {
+    fn deadline(&self) -> Instant {
+        match self {
+            Self::InFlight { lease_until, .. } => *lease_until,
+            Self::Completed { expires_at, .. } => *expires_at,
+        }
+    }
+
+    fn is_live(&self, now: Instant) -> bool {
+        self.deadline() > now
+    }
+
+    /// Whether `token` owns this entry's live lease.
+    fn is_owned_by(&self, token: FencingToken, now: Instant) -> bool {
+        matches!(self, Self::InFlight { token: owner, lease_until, .. }
+            if *owner == token && *lease_until > now)
+    }
+}
+
+impl MemoryStore {
+    /// An unbounded store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding about `capacity` keys at most (see the type's docs for
+    /// what is evicted).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                capacity: Some(capacity),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Number of keys held, in flight or completed (expired ones included until
+    /// they are removed).
+    pub fn len(&self) -> usize {
+        self.inner.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every expired record and lapsed claim now; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        let now = Instant::now();
+        (0..EXPIRY_SHARDS)
+            .map(|shard| self.inner.sweep(shard, now, usize::MAX))
+            .sum()
+    }
+}
+
+impl Inner {
+    fn shard_of(key: &KeyDigest) -> usize {
+        usize::from(key.as_bytes()[0]) % EXPIRY_SHARDS
+    }
+
+    fn queue(&self, shard: usize) -> MutexGuard<'_, ExpiryQueue> {
+        // A panic while holding the lock leaves the heap valid, so poisoning
+        // is ignored.
+        self.expiry[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn schedule(&self, key: KeyDigest, deadline: Instant) {
+        self.queue(Self::shard_of(&key))
+            .push(Reverse((deadline, key)));
+    }
+
+    fn remove_if(&self, key: &KeyDigest, f: impl FnOnce(&Entry) -> bool) -> bool {
+        let removed = self.entries.remove_if(key, |_, entry| f(entry)).is_some();
+        if removed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Removes up to `max` expired entries of one shard.
+    fn sweep(&self, shard: usize, now: Instant, max: usize) -> usize {
+        let mut queue = self.queue(shard);
+        let mut removed = 0;
+        for _ in 0..max {
+            match queue.peek() {
+                Some(Reverse((deadline, _))) if *deadline <= now => {}
+                _ => break,
+            }
+            let Some(Reverse((_, key))) = queue.pop() else {
+                break;
+            };
+            if self.remove_if(&key, |entry| !entry.is_live(now)) {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Makes room for one key: removes an expired entry or evicts a completed
+    /// record, starting with the shard `key` falls in.
+    fn make_room(&self, key: &KeyDigest, now: Instant) -> bool {
+        let first = Self::shard_of(key);
+        (0..EVICTION_SHARDS).any(|i| self.evict_one((first + i) % EXPIRY_SHARDS, now))
+    }
+
+    fn evict_one(&self, shard: usize, now: Instant) -> bool {
+        let mut queue = self.queue(shard);
+        let mut kept = Vec::new();
+        let mut evicted = false;
+        for _ in 0..EVICTION_SCAN {
+            let Some(Reverse((deadline, key))) = queue.pop() else {
+                break;
+            };
+            let removed = self.remove_if(&key, |entry| {
+                !entry.is_live(now) || matches!(entry, Entry::Completed { .. })
+            });
+            if removed {
+                evicted = true;
+                break;
+            }
+            // A live claim, or a stale item: keep it for its own deadline.
+            if self.entries.contains_key(&key) {
+                kept.push(Reverse((deadline, key)));
+            }
+        }
+        queue.extend(kept);
+        evicted
+    }
+
+    fn is_full(&self) -> bool {
+        self.capacity
+            .is_some_and(|capacity| self.len.load(Ordering::Relaxed) >= capacity)
+    }
+
+    fn claim(&self, key: &KeyDigest, fingerprint: &Fingerprint, lease: Duration) -> MapClaim {
+        let now = Instant::now();
+        self.sweep(Self::shard_of(key), now, SWEEP_PER_CLAIM);
+        let lease_until = now + lease;
+        let in_flight = |token| Entry::InFlight {
+            fingerprint: *fingerprint,
+            token,
+            lease_until,
+        };
+        let token = match self.entries.entry(*key) {
+            MapEntry::Occupied(mut occupied) => {
+                match occupied.get() {
+                    Entry::InFlight {
+                        fingerprint,
+                        lease_until,
+                        ..
+                    } if *lease_until > now => {
+                        return MapClaim::Done(ClaimOutcome::InFlight {
+                            fingerprint: *fingerprint,
+                        });
+                    }
+                    Entry::Completed { record, expires_at } if *expires_at > now => {
+                        return MapClaim::Done(ClaimOutcome::Completed(record.clone()));
+                    }
+                    _ => {}
+                }
+                let token = self.new_token();
+                occupied.insert(in_flight(token));
+                token
+            }
+            MapEntry::Vacant(vacant) => {
+                if self.is_full() {
+                    return MapClaim::Full;
+                }
+                let token = self.new_token();
+                vacant.insert(in_flight(token));
+                self.len.fetch_add(1, Ordering::Relaxed);
+                token
+            }
+        };
+        self.schedule(*key, lease_until);
+        MapClaim::Done(ClaimOutcome::Claimed(token))
+    }
+
+    fn new_token(&self) -> FencingToken {
+        FencingToken::new(self.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Applies `f` to the entry if `token` owns its live lease.
+    fn with_owned(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        f: impl FnOnce(&mut Entry, Instant),
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut entry = self
+            .entries
+            .get_mut(key)
+            .filter(|entry| entry.is_owned_by(token, now))
+            .ok_or(StoreErrorKind::LeaseLost)?;
+        f(&mut entry, now);
+        let deadline = entry.deadline();
+        drop(entry);
+        self.schedule(*key, deadline);
+        Ok(())
+    }
+}
+
+/// A claim as the map saw it: done, or blocked by a full store.
+enum MapClaim {
+    Done(ClaimOutcome),
+    Full,
+}
+
+impl Store for MemoryStore {
+    async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        match self.inner.claim(key, fingerprint, lease) {
+            MapClaim::Done(outcome) => return Ok(outcome),
+            MapClaim::Full => {}
+        }
+        if !self.inner.make_room(key, Instant::now()) {
+            return Err(StoreErrorKind::CapacityExhausted.into());
+        }
+        match self.inner.claim(key, fingerprint, lease) {
+            MapClaim::Done(outcome) => Ok(outcome),
+            MapClaim::Full => Err(StoreErrorKind::CapacityExhausted.into()),
+        }
+    }
+
+    async fn record(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.with_owned(key, token, |entry, now| {
+            *entry = Entry::Completed {
+                record,
+                expires_at: now + ttl,
+            };
+        })
+    }
+
+    async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if self
+            .inner
+            .remove_if(key, |entry| entry.is_owned_by(token, now))
+        {
+            Ok(())
+        } else {
+            Err(StoreErrorKind::LeaseLost.into())
+        }
+    }
+
+    async fn renew(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.with_owned(key, token, |entry, now| {
+            if let Entry::InFlight { lease_until, .. } = entry {
+                *lease_until = now + lease;
+            }
+        })
+    }
+}
