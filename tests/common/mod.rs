@@ -1,0 +1,267 @@
+//! Helpers shared by the behaviour tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_idempotency::store::{
+    ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind,
+};
+use tower_idempotency::{Fingerprint, IdempotencyLayer, MemoryStore};
+
+/// Counts how many times a handler ran.
+#[derive(Clone, Default)]
+pub struct Runs(Arc<AtomicUsize>);
+
+impl Runs {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Counts one run; returns its number, from 1.
+    pub fn add(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+/// An app whose `POST /orders` creates an order numbered by its run, echoing the
+/// body, with headers that show what a replay keeps and drops.
+pub fn orders_app(layer: IdempotencyLayer<MemoryStore>) -> (Router, Runs) {
+    let runs = Runs::default();
+    let handler_runs = runs.clone();
+    let app = Router::new()
+        .route(
+            "/orders",
+            post(move |body: Bytes| {
+                let runs = handler_runs.clone();
+                async move {
+                    let n = runs.add();
+                    let mut body_out = format!("order {n}: ").into_bytes();
+                    body_out.extend_from_slice(&body);
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::LOCATION, format!("/orders/{n}").parse().unwrap());
+                    headers.insert(header::SET_COOKIE, "session=s3cret".parse().unwrap());
+                    headers.append(header::VARY, "accept".parse().unwrap());
+                    headers.append(header::VARY, "accept-encoding".parse().unwrap());
+                    (StatusCode::CREATED, headers, body_out)
+                }
+            })
+            .get(|| async { "listing" })
+            .put(move || async { "put" }),
+        )
+        .layer(layer);
+    (app, runs)
+}
+
+/// A request with a method, path, optional key and body.
+pub fn request(method: &str, uri: &str, key: Option<&str>, body: impl Into<Body>) -> Request {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        builder = builder.header("idempotency-key", key);
+    }
+    builder.body(body.into()).unwrap()
+}
+
+pub fn post_json(key: &str, body: &'static str) -> Request {
+    request("POST", "/orders", Some(key), body)
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn is_replay(&self) -> bool {
+        self.headers
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true")
+    }
+
+    /// Asserts a problem+json answer with `status` and `code`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/problem+json",
+            "{self:?}"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        assert_eq!(doc["code"], code, "{self:?}");
+        assert_eq!(doc["status"], status);
+    }
+}
+
+pub async fn read<B>(response: http::Response<B>) -> Answer
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn send(app: &Router, request: Request) -> Answer {
+    let response: Response = app.clone().oneshot(request).await.unwrap().into_response();
+    read(response).await
+}
+
+/// A store that fails or hangs on demand, wrapping a memory store.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyStore {
+    pub inner: MemoryStore,
+    pub mode: Arc<std::sync::Mutex<Fault>>,
+    pub records: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Every call fails.
+    Fail,
+    /// Every call hangs until cancelled.
+    Hang,
+    /// Claims work; records fail.
+    FailRecords,
+}
+
+impl FaultyStore {
+    pub fn set(&self, fault: Fault) {
+        *self.mode.lock().unwrap() = fault;
+    }
+
+    async fn gate(&self, is_record: bool) -> Result<(), StoreError> {
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Fault::None => Ok(()),
+            Fault::FailRecords if !is_record => Ok(()),
+            Fault::Fail | Fault::FailRecords => Err(StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "injected"),
+            )),
+            Fault::Hang => std::future::pending().await,
+        }
+    }
+}
+
+impl Store for FaultyStore {
+    async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.gate(false).await?;
+        self.inner.claim(key, fingerprint, lease).await
+    }
+
+    async fn record(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.gate(true).await?;
+        self.records.fetch_add(1, Ordering::SeqCst);
+        self.inner.record(key, token, record, ttl).await
+    }
+
+    async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+        self.gate(false).await?;
+        self.inner.release(key, token).await
+    }
+
+    async fn renew(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.gate(false).await?;
+        self.inner.renew(key, token, lease).await
+    }
+}
+
+/// Lets spawned release tasks run: yields to the scheduler a few times.
+pub async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A handler that waits to be let go: it signals `started`, then waits for
+/// `finish`, then answers 201 with a body numbered by its run.
+#[derive(Clone, Default)]
+pub struct Gate {
+    pub started: Arc<tokio::sync::Notify>,
+    pub finish: Arc<tokio::sync::Notify>,
+}
+
+pub fn gated_app(layer: IdempotencyLayer<MemoryStore>) -> (Router, Runs, Gate) {
+    let runs = Runs::default();
+    let gate = Gate::default();
+    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
+    let app = Router::new()
+        .route(
+            "/orders",
+            post(move || {
+                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
+                async move {
+                    let n = runs.add();
+                    gate.started.notify_one();
+                    gate.finish.notified().await;
+                    (StatusCode::CREATED, format!("order {n}"))
+                }
+            }),
+        )
+        .layer(layer);
+    (app, runs, gate)
+}
+
+/// A body fed through a channel: frames arrive when the test sends them, like
+/// a handler streaming its output.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+/// A request body of several chunks without a declared length.
+pub fn chunked_body(chunks: Vec<Bytes>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
+    for chunk in chunks {
+        tx.try_send(chunk).unwrap();
+    }
+    Body::new(ChannelBody(rx))
+}
