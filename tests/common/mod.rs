@@ -130,7 +130,8 @@ pub async fn send(app: &Router, request: Request) -> Answer {
 pub struct FaultyStore {
     pub inner: MemoryStore,
     pub mode: Arc<std::sync::Mutex<Fault>>,
-    pub records: Arc<AtomicUsize>,
+    /// Calls of `record`, failed ones included.
+    pub record_attempts: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -182,8 +183,8 @@ impl Store for FaultyStore {
         record: Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        self.record_attempts.fetch_add(1, Ordering::SeqCst);
         self.gate(true).await?;
-        self.records.fetch_add(1, Ordering::SeqCst);
         self.inner.record(key, token, record, ttl).await
     }
 
