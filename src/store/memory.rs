@@ -18,10 +18,8 @@ const EXPIRY_SHARDS: usize = 64;
 /// Expired entries removed, at most, by each claim: more than a claim adds, so
 /// the store keeps up with its own expiry without a background task.
 const SWEEP_PER_CLAIM: usize = 4;
-/// Entries looked at, at most, to make room for one new key when full.
-const EVICTION_SCAN: usize = 16;
-/// Expiry queues tried, at most, to make room for one new key when full.
-const EVICTION_SHARDS: usize = 4;
+/// Live claims looked past, at most, to make room for one new key when full.
+const EVICTION_SCAN: usize = 64;
 
 /// The default store: records in this process's memory, on a [`DashMap`].
 ///
@@ -194,18 +192,22 @@ impl Inner {
         removed
     }
 
-    /// Makes room for one key: removes an expired entry or evicts a completed
-    /// record, starting with the shard `key` falls in.
+    /// Makes room for one key: removes an expired entry or evicts the completed
+    /// record closest to expiry in a queue, trying the queue `key` falls in
+    /// first, then the next ones, looking past at most [`EVICTION_SCAN`] live
+    /// claims in all.
     fn make_room(&self, key: &KeyDigest, now: Instant) -> bool {
         let first = Self::shard_of(key);
-        (0..EVICTION_SHARDS).any(|i| self.evict_one((first + i) % EXPIRY_SHARDS, now))
+        let mut budget = EVICTION_SCAN;
+        (0..EXPIRY_SHARDS)
+            .any(|i| budget > 0 && self.evict_one((first + i) % EXPIRY_SHARDS, now, &mut budget))
     }
 
-    fn evict_one(&self, shard: usize, now: Instant) -> bool {
+    fn evict_one(&self, shard: usize, now: Instant, budget: &mut usize) -> bool {
         let mut queue = self.queue(shard);
         let mut kept = Vec::new();
         let mut evicted = false;
-        for _ in 0..EVICTION_SCAN {
+        while *budget > 0 {
             let Some(Reverse((deadline, key))) = queue.pop() else {
                 break;
             };
@@ -219,6 +221,7 @@ impl Inner {
             // A live claim, or a stale item: keep it for its own deadline.
             if self.entries.contains_key(&key) {
                 kept.push(Reverse((deadline, key)));
+                *budget -= 1;
             }
         }
         queue.extend(kept);
