@@ -1,6 +1,9 @@
 //! Safe retries for HTTP APIs: a Tower layer for the `Idempotency-Key` header.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod body;
 mod claim;

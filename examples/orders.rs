@@ -1,0 +1,118 @@
+//! An orders API behind `IdempotencyLayer`: the example of SPEC section 7.
+//!
+//! ```text
+//! cargo run --example orders
+//! curl -i -X POST localhost:3000/orders -H 'Idempotency-Key: k1' -d '{"sku":"tea"}'
+//! ```
+//!
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `TTL_SECS` (default 86400),
+//! `LEASE_SECS` (default: the layer's, 30), `STORE_TIMEOUT_MS` (default: the
+//! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
+
+use std::env;
+use std::error::Error;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower_idempotency::{IdempotencyLayer, MemoryStore, Store};
+
+/// Every order created, in order; an order's id is its position plus one.
+#[derive(Clone, Default)]
+struct Orders(Arc<Mutex<Vec<Value>>>);
+
+#[derive(Deserialize)]
+struct CreateOptions {
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    fail: bool,
+}
+
+async fn create_order(
+    State(orders): State<Orders>,
+    Query(options): Query<CreateOptions>,
+    body: Bytes,
+) -> Response {
+    if let Some(delay) = options.delay_ms {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if options.fail {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "injected failure").into_response();
+    }
+    let order: Value = match serde_json::from_slice(&body) {
+        Ok(order) => order,
+        Err(error) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid JSON: {error}")).into_response();
+        }
+    };
+    let created = {
+        let mut orders = orders.0.lock().unwrap_or_else(|e| e.into_inner());
+        let created = json!({ "id": orders.len() + 1, "order": order });
+        orders.push(created.clone());
+        created
+    };
+    let location = format!("/orders/{}", created["id"]);
+    (StatusCode::CREATED, [("location", location)], Json(created)).into_response()
+}
+
+async fn list_orders(State(orders): State<Orders>) -> Json<Vec<Value>> {
+    Json(orders.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+/// The app: routes, state and the idempotency layer on the given store.
+fn app<St: Store>(store: St) -> Result<Router, Box<dyn Error>> {
+    let mut layer = IdempotencyLayer::new(store)
+        .scope_by_header(HeaderName::from_static("x-api-key"))
+        .ttl(Duration::from_secs(env_or("TTL_SECS", 86_400)?));
+    if let Some(lease) = env_opt::<u64>("LEASE_SECS")? {
+        layer = layer.lease(Duration::from_secs(lease));
+    }
+    if let Some(timeout) = env_opt::<u64>("STORE_TIMEOUT_MS")? {
+        layer = layer.store_timeout(Duration::from_millis(timeout));
+    }
+    Ok(Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .layer(layer)
+        .with_state(Orders::default()))
+}
+
+fn env_opt<T: FromStr>(name: &str) -> Result<Option<T>, Box<dyn Error>>
+where
+    T::Err: Error + 'static,
+{
+    match env::var(name) {
+        Ok(value) => Ok(Some(
+            value.parse().map_err(|e| format!("{name}={value}: {e}"))?,
+        )),
+        Err(env::VarError::NotPresent) => Ok(None),
+        Err(error) => Err(format!("{name}: {error}").into()),
+    }
+}
+
+fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, Box<dyn Error>>
+where
+    T::Err: Error + 'static,
+{
+    Ok(env_opt(name)?.unwrap_or(default))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let addr = env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let app = app(MemoryStore::new())?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "orders example listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Black-box test of `examples/orders.rs` (SPEC section 7): the built example
+//! runs as a process and is driven over real HTTP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// The example binary, built by `cargo test` next to this test's directory.
+fn example_path() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    profile_dir.join("examples").join("orders")
+}
+
+struct Server {
+    addr: String,
+    _child: Child,
+}
+
+async fn start(env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(example_path())
+        .env("ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the orders example is built by `cargo test`");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).await.unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    Server {
+        addr,
+        _child: child,
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// One HTTP/1.1 exchange on its own connection.
+async fn http(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        server.addr,
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+async fn create(
+    server: &Server,
+    key: &str,
+    extra: &[(&str, &str)],
+    path: &str,
+    body: &str,
+) -> Reply {
+    let mut headers = vec![("idempotency-key", key)];
+    headers.extend_from_slice(extra);
+    http(server, "POST", path, &headers, body).await
+}
+
+#[tokio::test]
+async fn replay_mismatch_scope_and_failure_over_http() {
+    let server = start(&[]).await;
+    let first = create(&server, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(
+        first.json(),
+        serde_json::json!({"id": 1, "order": {"sku": "tea"}})
+    );
+    assert_eq!(first.header("location"), Some("/orders/1"));
+
+    let replay = create(&server, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
+    let mismatch = create(&server, "k1", &[], "/orders", r#"{"sku":"coffee"}"#).await;
+    assert_eq!(mismatch.status, 409);
+    assert_eq!(mismatch.json()["code"], "idempotency_key_payload_mismatch");
+
+    // Another API key is another scope: the same key creates its own order.
+    let other = create(
+        &server,
+        "k1",
+        &[("x-api-key", "b")],
+        "/orders",
+        r#"{"sku":"tea"}"#,
+    )
+    .await;
+    assert_eq!(other.json()["id"], 2);
+
+    // A failure is not recorded and creates nothing; the retry succeeds.
+    let failed = create(&server, "k2", &[], "/orders?fail=true", "{}").await;
+    assert_eq!(failed.status, 500);
+    let retried = create(&server, "k2", &[], "/orders", "{}").await;
+    assert_eq!(retried.status, 201);
+    assert_eq!(retried.json()["id"], 3);
+
+    let list = http(&server, "GET", "/orders", &[], "").await;
+    assert_eq!(list.json().as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_concurrent_duplicate_gets_in_progress_and_one_order_is_made() {
+    let server = start(&[]).await;
+    let slow = create(&server, "k1", &[], "/orders?delay_ms=2000", r#"{"n":1}"#);
+    let duplicate = async {
+        // Sent while the first is inside its 2 s delay.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        create(&server, "k1", &[], "/orders?delay_ms=2000", r#"{"n":1}"#).await
+    };
+    let (slow, duplicate) = tokio::join!(slow, duplicate);
+    assert_eq!(slow.status, 201);
+    assert_eq!(duplicate.status, 409);
+    assert_eq!(duplicate.json()["code"], "idempotency_key_in_progress");
+    assert!(duplicate.header("retry-after").is_some());
+    let list = http(&server, "GET", "/orders", &[], "").await;
+    assert_eq!(list.json().as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn ttl_secs_configures_the_record_lifetime() {
+    let server = start(&[("TTL_SECS", "1")]).await;
+    assert_eq!(
+        create(&server, "k1", &[], "/orders", "{}").await.status,
+        201
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let after = create(&server, "k1", &[], "/orders", "{}").await;
+    assert_eq!(after.header("idempotent-replayed"), None);
+    assert_eq!(after.json()["id"], 2);
+}
