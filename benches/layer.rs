@@ -30,7 +30,10 @@ fn body_1k() -> Bytes {
 }
 
 fn handler_app() -> Router {
-    Router::new().route("/orders", post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }))
+    Router::new().route(
+        "/orders",
+        post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
+    )
 }
 
 fn request(key: Option<String>, body: &Bytes) -> Request<Body> {
@@ -77,7 +80,12 @@ impl Mean {
 type MakeRequest<'a> = dyn Fn(u64) -> Request<Body> + 'a;
 
 /// Mean time of one call over `iters` calls.
-fn time_calls<F>(runtime: &tokio::runtime::Runtime, iters: u64, mut make: F, app: &Router) -> Duration
+fn time_calls<F>(
+    runtime: &tokio::runtime::Runtime,
+    iters: u64,
+    mut make: F,
+    app: &Router,
+) -> Duration
 where
     F: FnMut(u64) -> Request<Body>,
 {
@@ -91,7 +99,10 @@ where
 }
 
 fn bench_layer(c: &mut Criterion) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => panic!("runtime: {error}"),
     };

@@ -1,4 +1,4 @@
-//! Safe retries for HTTP APIs: a Tower layer for the `Idempotency-Key` header.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
