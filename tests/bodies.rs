@@ -214,3 +214,112 @@ async fn an_empty_response_is_recorded_and_replayed() {
     assert!(retry.body.is_empty());
     assert_eq!(runs.count(), 1);
 }
+
+/// A request body that fails after its first chunk, like a client that hangs
+/// up mid-upload.
+struct BrokenBody(bool);
+
+impl http_body::Body for BrokenBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let first = std::mem::replace(&mut self.0, false);
+        std::task::Poll::Ready(Some(if first {
+            Ok(http_body::Frame::data(Bytes::from_static(b"{\"par")))
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client gone",
+            ))
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_that_fails_gets_400_and_nothing_is_stored() {
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let (app, runs) = orders_app(IdempotencyLayer::from_shared_store(store.clone()));
+    let request = request("POST", "/orders", Some("k1"), Body::new(BrokenBody(true)));
+    send(&app, request)
+        .await
+        .assert_problem(400, "idempotency_request_body_unreadable");
+    assert_eq!(runs.count(), 0);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn the_record_is_made_before_the_client_has_the_last_byte() {
+    // A body of known length: the client has the whole response as soon as the
+    // last data frame arrives, without waiting for the end of the stream.
+    let runs = Runs::default();
+    let service_runs = runs.clone();
+    let layer = IdempotencyLayer::new(MemoryStore::new());
+    let service = tower::Layer::layer(
+        &layer,
+        tower::service_fn(move |_: Request<RequestBody<Body>>| {
+            let runs = service_runs.clone();
+            async move {
+                runs.add();
+                let body = http_body_util::Full::new(Bytes::from_static(b"all of it"));
+                Ok::<_, Infallible>(Response::new(body))
+            }
+        }),
+    );
+    let response = service.clone().oneshot(post_json("k1", "a")).await.unwrap();
+    let mut body = response.into_body();
+    let last = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(last, "all of it");
+    // Not polled to its end yet: the retry must already replay.
+    let retry = read(service.clone().oneshot(post_json("k1", "a")).await.unwrap()).await;
+    assert!(retry.is_replay(), "{retry:?}");
+    assert_eq!(retry.body, "all of it");
+    assert_eq!(runs.count(), 1);
+    assert!(body.frame().await.is_none());
+}
+
+/// Two chunks with an exact size hint, that only says it ended when polled
+/// past its last chunk (as many streaming bodies do).
+struct KnownLength(std::collections::VecDeque<Bytes>, u64);
+
+impl http_body::Body for KnownLength {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.1)
+    }
+}
+
+#[tokio::test]
+async fn with_a_known_length_the_record_precedes_the_last_chunk() {
+    let layer = IdempotencyLayer::new(MemoryStore::new());
+    let service = tower::Layer::layer(
+        &layer,
+        tower::service_fn(|_: Request<RequestBody<Body>>| async {
+            let chunks = [Bytes::from_static(b"first "), Bytes::from_static(b"last")];
+            Ok::<_, Infallible>(Response::new(KnownLength(chunks.into(), 10)))
+        }),
+    );
+    let response = service.clone().oneshot(post_json("k1", "a")).await.unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    // Before the last chunk: still in flight.
+    let early = read(service.clone().oneshot(post_json("k1", "a")).await.unwrap()).await;
+    early.assert_problem(409, "idempotency_key_in_progress");
+    // With the last chunk (10 bytes in all), the client has everything: recorded.
+    body.frame().await.unwrap().unwrap();
+    let retry = read(service.clone().oneshot(post_json("k1", "a")).await.unwrap()).await;
+    assert!(retry.is_replay());
+    assert_eq!(retry.body, "first last");
+}
