@@ -30,9 +30,10 @@ const EVICTION_SCAN: usize = 64;
 ///   entries from a per-shard expiry queue (no global lock, no scan of the
 ///   map), and [`purge_expired`](Self::purge_expired) removes them all.
 /// - **Capacity** is optional ([`with_capacity`](Self::with_capacity)). When the
-///   store is full, a new key evicts the completed record closest to expiry
-///   among a few looked at; in-flight claims are never evicted. If none can be
-///   evicted, the claim fails with [`StoreErrorKind::CapacityExhausted`] and
+///   store is full, a new key first removes an expired entry, else evicts the
+///   completed record closest to expiry in its expiry queue (one of 64, chosen
+///   by the key's digest; the next ones if that queue has none). In-flight
+///   claims are never evicted. If none can be evicted, the claim fails with [`StoreErrorKind::CapacityExhausted`] and
 ///   the layer answers 503. Concurrent claims may overshoot the bound by at most
 ///   their number. An evicted key has lost its protection: a late retry with it
 ///   runs again, so size the store for the keys one TTL brings.
