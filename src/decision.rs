@@ -26,6 +26,8 @@ pub(crate) enum Decision {
 pub(crate) struct DecisionConfig {
     pub(crate) retry_after: Duration,
     pub(crate) fail_open: bool,
+    /// The answer to a payload mismatch, by profile.
+    pub(crate) mismatch: Rejection,
 }
 
 impl DecisionConfig {
@@ -42,9 +44,9 @@ impl DecisionConfig {
             }) if theirs == *fingerprint => Decision::Reject(Rejection::InProgress {
                 retry_after: self.retry_after,
             }),
-            Ok(ClaimOutcome::InFlight { .. }) => Decision::Reject(Rejection::PayloadMismatch),
+            Ok(ClaimOutcome::InFlight { .. }) => Decision::Reject(self.mismatch),
             Ok(ClaimOutcome::Completed(record)) if record.fingerprint != *fingerprint => {
-                Decision::Reject(Rejection::PayloadMismatch)
+                Decision::Reject(self.mismatch)
             }
             Ok(ClaimOutcome::Completed(record)) => match record.response {
                 Some(response) => Decision::Replay(response),
@@ -74,6 +76,7 @@ mod tests {
     const CONFIG: DecisionConfig = DecisionConfig {
         retry_after: Duration::from_secs(1),
         fail_open: false,
+        mismatch: Rejection::PayloadMismatch,
     };
 
     fn completed(fingerprint: Fingerprint, replayable: bool) -> ClaimOutcome {

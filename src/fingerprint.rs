@@ -6,6 +6,8 @@ use http::HeaderName;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
+use crate::canonical_json::canonicalize;
+
 /// SHA-256 of a request's method, path with query, chosen headers and body.
 ///
 /// A retry with the same key must carry the same fingerprint to be replayed;
@@ -54,6 +56,8 @@ pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 pub(crate) struct FingerprintConfig {
     /// Headers whose values are part of the fingerprint, in this order.
     pub(crate) headers: Vec<HeaderName>,
+    /// Fingerprint a JSON body by its canonical form.
+    pub(crate) canonical_json: bool,
 }
 
 /// Domain separation: a fingerprint is never equal to any other SHA-256 the
@@ -81,7 +85,19 @@ impl FingerprintConfig {
                 hasher.field(value.as_bytes());
             }
         }
-        hasher.field(body);
+        // A tag says which form of the body follows: a canonical form is valid
+        // JSON and a raw body that falls back is not, but the tag keeps the
+        // two apart without relying on that.
+        match self.canonical_json.then(|| canonicalize(body)).flatten() {
+            Some(canonical) => {
+                hasher.0.update([1]);
+                hasher.field(&canonical);
+            }
+            None => {
+                hasher.0.update([0]);
+                hasher.field(body);
+            }
+        }
         Fingerprint(hasher.0.finalize().into())
     }
 }
@@ -148,6 +164,7 @@ mod tests {
     fn chosen_headers_are_fingerprinted_others_are_not() {
         let config = FingerprintConfig {
             headers: vec![HeaderName::from_static("x-account")],
+            ..FingerprintConfig::default()
         };
         let with = |account: &str, other: &str| {
             Request::post("/")
@@ -169,6 +186,26 @@ mod tests {
             .body(&b""[..])
             .unwrap();
         assert_ne!(fp(&config, two), fp(&config, joined));
+    }
+
+    #[test]
+    fn canonical_json_ignores_key_order_raw_mode_does_not() {
+        let raw = FingerprintConfig::default();
+        let canonical = FingerprintConfig {
+            canonical_json: true,
+            ..FingerprintConfig::default()
+        };
+        let a = || post("/", br#"{"a":1,"b":[true,null]}"#);
+        let b = || post("/", b"{ \"b\": [true, null], \"a\": 1 }");
+        assert_eq!(fp(&canonical, a()), fp(&canonical, b()));
+        assert_ne!(fp(&raw, a()), fp(&raw, b()));
+        // Not JSON: raw bytes, in either mode.
+        let text = || post("/", b"a=1&b=2");
+        assert_eq!(fp(&canonical, text()), fp(&raw, text()));
+        assert_ne!(
+            fp(&canonical, text()),
+            fp(&canonical, post("/", b"b=2&a=1"))
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use tower_layer::Layer;
 
 use crate::decision::DecisionConfig;
 use crate::fingerprint::FingerprintConfig;
+use crate::profile::Profile;
 use crate::recording::default_record_policy;
+use crate::rejection::Rejection;
 use crate::scope::{ExtensionScope, GlobalScope, HeaderScope, ScopeFn, SharedScopeFn};
 use crate::service::Idempotency;
 use crate::store::Store;
@@ -30,6 +32,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// | [`require_key`](Self::require_key) | `false`: a request without a key passes through |
 /// | [`scope`](Self::scope), [`scope_by_header`](Self::scope_by_header), [`scope_by_extension`](Self::scope_by_extension) | one global scope |
 /// | [`fingerprint_header`](Self::fingerprint_header) | none: method, path, query and body only |
+/// | [`canonical_json`](Self::canonical_json) | `false`: the body's raw bytes |
 /// | [`request_body_limit`](Self::request_body_limit) | 1 MiB |
 /// | [`response_record_limit`](Self::response_record_limit) | 1 MiB |
 /// | [`ttl`](Self::ttl) | 24 hours |
@@ -37,6 +40,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// | [`store_timeout`](Self::store_timeout) | 2 seconds |
 /// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
 /// | [`retry_after`](Self::retry_after) | 1 second |
+/// | [`profile`](Self::profile) | [`Profile::Default`]: 409 for a payload mismatch |
 /// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
 ///
 /// ```
@@ -90,6 +94,7 @@ impl Default for Config {
             decision: DecisionConfig {
                 retry_after: Duration::from_secs(1),
                 fail_open: false,
+                mismatch: Rejection::PayloadMismatch,
             },
         }
     }
@@ -231,6 +236,17 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
+    /// Fingerprints a JSON body by its canonical form, so the same document
+    /// with other key order or whitespace is the same request. Numbers compare
+    /// as written (`1` and `1.0` differ), never as floats. A body that is not
+    /// valid JSON (or nests deeper than 128 levels) is fingerprinted as raw
+    /// bytes, whatever its `Content-Type`. Default: `false`, raw bytes.
+    #[must_use]
+    pub fn canonical_json(mut self, canonical: bool) -> Self {
+        self.config.fingerprint.canonical_json = canonical;
+        self
+    }
+
     /// The largest request body the layer reads to fingerprint; larger ones get
     /// 413 `idempotency_request_too_large` without reaching the service.
     /// Default: 1 MiB.
@@ -299,6 +315,18 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.config.decision.retry_after = after;
+        self
+    }
+
+    /// The conventions of the layer's answers: [`Profile::Default`] (409 for a
+    /// payload mismatch) or [`Profile::Ietf`] (422, as the IETF draft says).
+    /// The differences are listed on [`Profile`].
+    #[must_use]
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.config.decision.mismatch = match profile {
+            Profile::Default => Rejection::PayloadMismatch,
+            Profile::Ietf => Rejection::PayloadMismatchUnprocessable,
+        };
         self
     }
 

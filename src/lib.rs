@@ -6,6 +6,7 @@
 )]
 
 mod body;
+mod canonical_json;
 mod claim;
 mod decision;
 mod fingerprint;
@@ -13,6 +14,7 @@ mod future;
 mod key;
 mod layer;
 mod log;
+mod profile;
 mod recording;
 mod rejection;
 mod request_body;
@@ -25,6 +27,7 @@ pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
 pub use key::{IdempotencyKey, InvalidKey};
 pub use layer::IdempotencyLayer;
+pub use profile::Profile;
 pub use recording::default_record_policy;
 pub use request_body::RequestBody;
 pub use scope::{Scope, ScopeFn};

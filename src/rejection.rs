@@ -13,7 +13,11 @@ pub(crate) enum Rejection {
     KeyMissing,
     KeyInvalid,
     PayloadMismatch,
-    InProgress { retry_after: Duration },
+    /// The IETF profile's payload mismatch: 422.
+    PayloadMismatchUnprocessable,
+    InProgress {
+        retry_after: Duration,
+    },
     NotReplayable,
     RequestTooLarge,
     RequestBodyUnreadable,
@@ -71,6 +75,9 @@ problems! {
     PAYLOAD_MISMATCH => 409 "idempotency_key_payload_mismatch"
         "Idempotency key reused with a different request"
         "This Idempotency-Key was already used with a different method, path or body.";
+    PAYLOAD_MISMATCH_422 => 422 "idempotency_key_payload_mismatch"
+        "Idempotency key reused with a different request"
+        "This Idempotency-Key was already used with a different method, path or body.";
     IN_PROGRESS => 409 "idempotency_key_in_progress"
         "Request with this idempotency key in progress"
         "A request with this Idempotency-Key is still being processed. Retry after the time in Retry-After.";
@@ -96,6 +103,7 @@ impl Rejection {
             Self::KeyMissing => &KEY_MISSING,
             Self::KeyInvalid => &KEY_INVALID,
             Self::PayloadMismatch => &PAYLOAD_MISMATCH,
+            Self::PayloadMismatchUnprocessable => &PAYLOAD_MISMATCH_422,
             Self::InProgress { .. } => &IN_PROGRESS,
             Self::NotReplayable => &NOT_REPLAYABLE,
             Self::RequestTooLarge => &REQUEST_TOO_LARGE,
@@ -124,12 +132,17 @@ impl Rejection {
 mod tests {
     use super::*;
 
-    const ALL: [(Rejection, u16, &str); 8] = [
+    const ALL: [(Rejection, u16, &str); 9] = [
         (Rejection::KeyMissing, 400, "idempotency_key_missing"),
         (Rejection::KeyInvalid, 400, "idempotency_key_invalid"),
         (
             Rejection::PayloadMismatch,
             409,
+            "idempotency_key_payload_mismatch",
+        ),
+        (
+            Rejection::PayloadMismatchUnprocessable,
+            422,
             "idempotency_key_payload_mismatch",
         ),
         (
