@@ -15,7 +15,8 @@ use crate::fingerprint::Fingerprint;
 use crate::layer::Config;
 use crate::log::warn_store_error;
 use crate::store::{
-    FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError, StoreErrorKind,
+    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
+    StoreErrorKind,
 };
 
 /// What a layer's services share: the configuration and the store.
@@ -26,6 +27,45 @@ pub(crate) struct Shared<St> {
 }
 
 impl<St: Store> Shared<St> {
+    /// Claims `key`; if it is in flight for the same request and the layer is
+    /// set to wait, waits for it to settle and claims again, until the wait
+    /// bound. Returns the last outcome and when that claim was sent.
+    pub(crate) async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+    ) -> (Result<ClaimOutcome, StoreError>, Instant) {
+        let deadline = self
+            .config
+            .wait_in_flight
+            .map(|bound| Instant::now() + bound);
+        let mut attempt = 0;
+        loop {
+            let claimed_at = Instant::now();
+            let store = &self.store;
+            let outcome = self
+                .bounded(store.claim(key, fingerprint, self.config.lease))
+                .await;
+            let waiting = matches!(&outcome,
+                Ok(ClaimOutcome::InFlight { fingerprint: theirs }) if theirs == fingerprint);
+            let remaining = deadline.map(|deadline| deadline.saturating_duration_since(claimed_at));
+            let Some(remaining) = remaining.filter(|remaining| waiting && !remaining.is_zero())
+            else {
+                return (outcome, claimed_at);
+            };
+            let waited = tokio::time::timeout(
+                remaining + self.config.store_timeout,
+                store.wait_settled(key, attempt, remaining),
+            )
+            .await
+            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()));
+            if let Err(error) = waited {
+                return (Err(error), claimed_at);
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
     /// Runs one store call, bounded by the store timeout.
     pub(crate) async fn bounded<T>(
         &self,

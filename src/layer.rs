@@ -39,6 +39,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// | [`lease`](Self::lease) | 30 seconds |
 /// | [`store_timeout`](Self::store_timeout) | 2 seconds |
 /// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
+/// | [`wait_in_flight`](Self::wait_in_flight) | none: 409 in-progress at once |
 /// | [`retry_after`](Self::retry_after) | 1 second |
 /// | [`profile`](Self::profile) | [`Profile::Default`]: 409 for a payload mismatch |
 /// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
@@ -75,6 +76,7 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Duration,
     pub(crate) record_policy: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
     pub(crate) decision: DecisionConfig,
+    pub(crate) wait_in_flight: Option<Duration>,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
                 fail_open: false,
                 mismatch: Rejection::PayloadMismatch,
             },
+            wait_in_flight: None,
         }
     }
 }
@@ -119,6 +122,7 @@ impl fmt::Debug for Config {
             .field("lease", &self.lease)
             .field("store_timeout", &self.store_timeout)
             .field("decision", &self.decision)
+            .field("wait_in_flight", &self.wait_in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +311,26 @@ impl<St: Store> IdempotencyLayer<St> {
         policy: impl Fn(StatusCode) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.config.record_policy = Arc::new(policy);
+        self
+    }
+
+    /// Makes a retry that finds its key in flight (same request) wait for the
+    /// outcome, up to `bound`, and replay it, instead of answering 409 at
+    /// once. Past the bound it gets 409 `idempotency_key_in_progress` with
+    /// `Retry-After`. If the running request fails and releases the key, one
+    /// waiter claims it and runs the service. The memory store wakes waiters
+    /// the moment the key settles; other stores are polled with backoff (10 ms
+    /// doubling to 1 s). Default: no wait.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).wait_in_flight(Duration::from_secs(10));
+    /// ```
+    #[must_use]
+    pub fn wait_in_flight(mut self, bound: Duration) -> Self {
+        self.config.wait_in_flight = Some(bound);
         self
     }
 

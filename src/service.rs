@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -144,10 +143,7 @@ where
     parts.extensions.insert(key);
     let request = Request::from_parts(parts, RequestBody::buffered(body));
 
-    let claimed_at = Instant::now();
-    let claim = shared
-        .bounded(shared.store.claim(&digest, &fingerprint, config.lease))
-        .await;
+    let (claim, claimed_at) = shared.claim(&digest, &fingerprint).await;
     match config.decision.decide(claim, &fingerprint) {
         Decision::Run(token) => {
             let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);

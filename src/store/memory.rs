@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind};
@@ -85,11 +86,28 @@ enum Entry {
         fingerprint: Fingerprint,
         token: FencingToken,
         lease_until: Instant,
+        /// Requests waiting for this claim to settle; told when the entry is
+        /// replaced or removed.
+        waiters: Waiters,
     },
     Completed {
         record: Record,
         expires_at: Instant,
     },
+}
+
+/// The requests waiting on an in-flight claim: made by the first waiter, and
+/// woken when the claim's entry is dropped, whatever replaced or removed it
+/// (a record, a release, a new owner after a lapse, a sweep).
+#[derive(Debug, Default)]
+struct Waiters(Option<Arc<Notify>>);
+
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        if let Some(notify) = &self.0 {
+            notify.notify_waiters();
+        }
+    }
 }
 
 impl Entry {
@@ -242,6 +260,7 @@ impl Inner {
             fingerprint: *fingerprint,
             token,
             lease_until,
+            waiters: Waiters::default(),
         };
         let token = match self.entries.entry(*key) {
             MapEntry::Occupied(mut occupied) => {
@@ -276,6 +295,28 @@ impl Inner {
         };
         self.schedule(*key, lease_until);
         MapClaim::Done(ClaimOutcome::Claimed(token))
+    }
+
+    /// The waiters of `key` if it is in flight under a live lease: a
+    /// notification handle, the owner's token and the end of its lease.
+    fn waiters(
+        &self,
+        key: &KeyDigest,
+        now: Instant,
+    ) -> Option<(Arc<Notify>, FencingToken, Instant)> {
+        let mut entry = self.entries.get_mut(key)?;
+        match &mut *entry {
+            Entry::InFlight {
+                token,
+                lease_until,
+                waiters,
+                ..
+            } if *lease_until > now => {
+                let notify = waiters.0.get_or_insert_with(Arc::default);
+                Some((Arc::clone(notify), *token, *lease_until))
+            }
+            _ => None,
+        }
     }
 
     fn new_token(&self) -> FencingToken {
@@ -367,5 +408,34 @@ impl Store for MemoryStore {
                 *lease_until = now + lease;
             }
         })
+    }
+
+    /// Returns as soon as the claim settles: the waiter is told, not polling.
+    async fn wait_settled(
+        &self,
+        key: &KeyDigest,
+        _attempt: u32,
+        max: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let Some((notify, token, lease_until)) = self.inner.waiters(key, now) else {
+            return Ok(());
+        };
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        // Settled between the look-up and the registration: no need to wait.
+        if !self
+            .inner
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.is_owned_by(token, now))
+        {
+            return Ok(());
+        }
+        // A lapse tells no one: wake at the end of the lease at the latest.
+        let wait = max.min(lease_until.saturating_duration_since(now));
+        let _ = tokio::time::timeout(wait, notified).await;
+        Ok(())
     }
 }

@@ -244,4 +244,30 @@ pub trait Store: Send + Sync + 'static {
         token: FencingToken,
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Waits, at most `max`, for the in-flight claim on `key` to settle
+    /// (recorded, released, or lapsed), so that a request waiting for it can
+    /// claim again and get the outcome. `attempt` counts the waits of this
+    /// request so far, from 0. Returning early is allowed: the caller claims
+    /// again and, if the key is still in flight, waits again.
+    ///
+    /// The default polls with backoff, right for a networked store: it sleeps
+    /// 10 ms doubled per attempt, at most 1 s (and at most `max`). A store that
+    /// can be told when a key settles overrides it to return at once (the
+    /// memory store does).
+    fn wait_settled(
+        &self,
+        key: &KeyDigest,
+        attempt: u32,
+        max: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = key;
+        let backoff = Duration::from_millis(10)
+            .saturating_mul(1 << attempt.min(7))
+            .min(Duration::from_secs(1));
+        async move {
+            tokio::time::sleep(backoff.min(max)).await;
+            Ok(())
+        }
+    }
 }

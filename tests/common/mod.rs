@@ -36,7 +36,7 @@ impl Runs {
 
 /// An app whose `POST /orders` creates an order numbered by its run, echoing the
 /// body, with headers that show what a replay keeps and drops.
-pub fn orders_app(layer: IdempotencyLayer<MemoryStore>) -> (Router, Runs) {
+pub fn orders_app<St: Store>(layer: IdempotencyLayer<St>) -> (Router, Runs) {
     let runs = Runs::default();
     let handler_runs = runs.clone();
     let app = Router::new()
@@ -132,6 +132,12 @@ pub struct FaultyStore {
     pub mode: Arc<std::sync::Mutex<Fault>>,
     /// Calls of `record`, failed ones included.
     pub record_attempts: Arc<AtomicUsize>,
+    /// Calls of `renew`, failed ones included.
+    pub renew_attempts: Arc<AtomicUsize>,
+    /// Calls of `wait_settled`.
+    pub waits: Arc<AtomicUsize>,
+    /// Told on every call of `wait_settled`.
+    pub waited: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -144,6 +150,9 @@ pub enum Fault {
     Hang,
     /// Claims work; records fail.
     FailRecords,
+    /// Everything works but renewals fail: an owner that can no longer keep
+    /// its lease, like a crashed replica.
+    FailRenewals,
 }
 
 impl FaultyStore {
@@ -151,18 +160,28 @@ impl FaultyStore {
         *self.mode.lock().unwrap() = fault;
     }
 
-    async fn gate(&self, is_record: bool) -> Result<(), StoreError> {
+    async fn gate(&self, call: Call) -> Result<(), StoreError> {
         let mode = *self.mode.lock().unwrap();
-        match mode {
-            Fault::None => Ok(()),
-            Fault::FailRecords if !is_record => Ok(()),
-            Fault::Fail | Fault::FailRecords => Err(StoreError::with_source(
-                StoreErrorKind::Unavailable,
-                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "injected"),
-            )),
-            Fault::Hang => std::future::pending().await,
+        match (mode, call) {
+            (Fault::None, _)
+            | (Fault::FailRecords, Call::Other | Call::Renew)
+            | (Fault::FailRenewals, Call::Other | Call::Record) => Ok(()),
+            (Fault::Fail | Fault::FailRecords | Fault::FailRenewals, _) => {
+                Err(StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "injected"),
+                ))
+            }
+            (Fault::Hang, _) => std::future::pending().await,
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Record,
+    Renew,
+    Other,
 }
 
 impl Store for FaultyStore {
@@ -172,7 +191,7 @@ impl Store for FaultyStore {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        self.gate(false).await?;
+        self.gate(Call::Other).await?;
         self.inner.claim(key, fingerprint, lease).await
     }
 
@@ -184,12 +203,12 @@ impl Store for FaultyStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.record_attempts.fetch_add(1, Ordering::SeqCst);
-        self.gate(true).await?;
+        self.gate(Call::Record).await?;
         self.inner.record(key, token, record, ttl).await
     }
 
     async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
-        self.gate(false).await?;
+        self.gate(Call::Other).await?;
         self.inner.release(key, token).await
     }
 
@@ -199,8 +218,21 @@ impl Store for FaultyStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        self.gate(false).await?;
+        self.renew_attempts.fetch_add(1, Ordering::SeqCst);
+        self.gate(Call::Renew).await?;
         self.inner.renew(key, token, lease).await
+    }
+
+    async fn wait_settled(
+        &self,
+        key: &KeyDigest,
+        attempt: u32,
+        max: Duration,
+    ) -> Result<(), StoreError> {
+        self.waits.fetch_add(1, Ordering::SeqCst);
+        self.waited.notify_one();
+        self.gate(Call::Other).await?;
+        self.inner.wait_settled(key, attempt, max).await
     }
 }
 
@@ -219,7 +251,7 @@ pub struct Gate {
     pub finish: Arc<tokio::sync::Notify>,
 }
 
-pub fn gated_app(layer: IdempotencyLayer<MemoryStore>) -> (Router, Runs, Gate) {
+pub fn gated_app<St: Store>(layer: IdempotencyLayer<St>) -> (Router, Runs, Gate) {
     let runs = Runs::default();
     let gate = Gate::default();
     let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
@@ -265,4 +297,43 @@ pub fn chunked_body(chunks: Vec<Bytes>) -> Body {
         tx.try_send(chunk).unwrap();
     }
     Body::new(ChannelBody(rx))
+}
+
+/// A store that only claims, records, releases and renews: waiting falls back
+/// to the trait's default, polling with backoff, as for a networked store.
+#[derive(Debug, Clone, Default)]
+pub struct PollingStore(pub MemoryStore);
+
+impl Store for PollingStore {
+    async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.0.claim(key, fingerprint, lease).await
+    }
+
+    async fn record(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.0.record(key, token, record, ttl).await
+    }
+
+    async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+        self.0.release(key, token).await
+    }
+
+    async fn renew(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.0.renew(key, token, lease).await
+    }
 }
