@@ -27,7 +27,7 @@ pin_project! {
     enum Kind<B> {
         Full { data: Option<Bytes> },
         Inner { #[pin] body: B },
-        Recording { #[pin] body: B, recorder: Recorder },
+        Recording { recording: Recording<B> },
     }
 }
 
@@ -48,25 +48,92 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// The service's body, recorded as it streams through.
+    /// The service's body, recorded as it streams through. If it is dropped
+    /// before its end, `detach` (run to completion) hands the rest to a task
+    /// that reads and records it; without it, the claim is released.
     pub(crate) fn recording(
         body: B,
         limit: usize,
         expected_len: Option<u64>,
         finish: Box<dyn FinishRecording>,
+        detach: Option<fn(Recording<B>)>,
     ) -> Self {
         Self {
             kind: Kind::Recording {
-                body,
-                recorder: Recorder {
-                    chunks: Vec::new(),
-                    len: 0,
-                    limit,
-                    expected_len,
-                    state: State::Streaming(finish),
+                recording: Recording {
+                    body: Some(Box::pin(body)),
+                    recorder: Recorder {
+                        chunks: Vec::new(),
+                        len: 0,
+                        limit,
+                        expected_len,
+                        state: State::Streaming(finish),
+                    },
+                    detach,
                 },
             },
         }
+    }
+}
+
+/// A service body being recorded. Boxed, so that if the client goes away it
+/// can move to a task of its own and be read to its end there.
+pub(crate) struct Recording<B> {
+    body: Option<Pin<Box<B>>>,
+    recorder: Recorder,
+    detach: Option<fn(Recording<B>)>,
+}
+
+impl<B> Recording<B>
+where
+    B: Body<Data = Bytes>,
+{
+    /// Reads the body to its end, recording it, and drops what it reads.
+    pub(crate) async fn drain(mut self) {
+        std::future::poll_fn(|cx| {
+            loop {
+                match ready!(self.poll_frame(cx)) {
+                    Some(Ok(_)) => {}
+                    // A failed body is abandoned (its claim released): stop.
+                    Some(Err(_)) | None => return Poll::Ready(()),
+                }
+            }
+        })
+        .await;
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match &mut self.body {
+            Some(body) => poll_recording(body.as_mut(), &mut self.recorder, cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.recorder.state {
+            State::Ended => true,
+            State::Done => self.body.as_ref().is_none_or(|body| body.is_end_stream()),
+            State::Streaming(_) | State::Finishing { .. } => false,
+        }
+    }
+}
+
+impl<B> Drop for Recording<B> {
+    fn drop(&mut self) {
+        let unfinished = matches!(self.recorder.state, State::Streaming(_));
+        // Never hand on a body whose poll panicked.
+        if !unfinished || std::thread::panicking() {
+            return;
+        }
+        if let (Some(detach), Some(body)) = (self.detach.take(), self.body.take()) {
+            let recorder = std::mem::replace(&mut self.recorder, Recorder::finished());
+            detach(Recording {
+                body: Some(body),
+                recorder,
+                detach: None,
+            });
+        }
+        // Otherwise the recorder drops its claim, which releases the key.
     }
 }
 
@@ -99,6 +166,17 @@ enum State {
 }
 
 impl Recorder {
+    /// A recorder with nothing left to do.
+    fn finished() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            limit: 0,
+            expected_len: None,
+            state: State::Done,
+        }
+    }
+
     fn push(&mut self, data: &Bytes) {
         self.len = self.len.saturating_add(data.len());
         if self.len > self.limit {
@@ -159,7 +237,7 @@ where
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Recording { body, recorder } => poll_recording(body, recorder, cx),
+            KindProj::Recording { recording } => recording.poll_frame(cx),
         }
     }
 
@@ -168,11 +246,7 @@ where
             Kind::Full { data } => data.is_none(),
             Kind::Inner { body } => body.is_end_stream(),
             // Never ends for the client before the record is made.
-            Kind::Recording { body, recorder } => match recorder.state {
-                State::Ended => true,
-                State::Done => body.is_end_stream(),
-                State::Streaming(_) | State::Finishing { .. } => false,
-            },
+            Kind::Recording { recording } => recording.is_end_stream(),
         }
     }
 
@@ -181,7 +255,11 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Inner { body } | Kind::Recording { body, .. } => body.size_hint(),
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Recording { recording } => recording
+                .body
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint()),
         }
     }
 }
@@ -210,7 +288,17 @@ where
             State::Done => return body.poll_frame(cx),
             State::Ended => return Poll::Ready(None),
         }
-        match ready!(body.as_mut().poll_frame(cx)) {
+        let frame = match body.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                // Waiting for the service: keep its lease alive meanwhile.
+                if let State::Streaming(finish) = &mut recorder.state {
+                    finish.poll_renew(cx);
+                }
+                return Poll::Pending;
+            }
+        };
+        match frame {
             None => recorder.finish(None),
             Some(Err(error)) => {
                 recorder.abandon();

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::fingerprint::Fingerprint;
 use crate::layer::Config;
+use crate::lease::LeaseKeeper;
 use crate::log::warn_store_error;
 use crate::store::{
     ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
@@ -87,8 +89,9 @@ pub(crate) struct Claim<St: Store> {
     token: FencingToken,
     fingerprint: Fingerprint,
     /// When the lease ends, by this process's clock (measured before the claim
-    /// was sent, so never later than the store's).
+    /// or renewal was sent, so never later than the store's).
     lease_until: Instant,
+    keeper: LeaseKeeper,
     settled: bool,
 }
 
@@ -100,14 +103,31 @@ impl<St: Store> Claim<St> {
         fingerprint: Fingerprint,
         claimed_at: Instant,
     ) -> Self {
-        let lease_until = claimed_at + shared.config.lease;
+        let lease = shared.config.lease;
         Self {
             shared,
             key,
             token,
             fingerprint,
-            lease_until,
+            lease_until: claimed_at + lease,
+            keeper: LeaseKeeper::new(claimed_at, lease),
             settled: false,
+        }
+    }
+
+    /// Renews the lease when due. Call it whenever the work under the claim is
+    /// pending: it registers the waker for the next renewal.
+    pub(crate) fn poll_renew(&mut self, cx: &mut Context<'_>) {
+        let (shared, key, token) = (&self.shared, self.key, self.token);
+        let renewed = self.keeper.poll(cx, || {
+            let shared = Arc::clone(shared);
+            Box::pin(async move {
+                let lease = shared.config.lease;
+                shared.bounded(shared.store.renew(&key, token, lease)).await
+            })
+        });
+        if let Some(lease_until) = renewed {
+            self.lease_until = lease_until;
         }
     }
 
@@ -159,12 +179,19 @@ impl<St: Store> Claim<St> {
         }
     }
 
-    async fn try_record(&self, record: Record) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        let ttl = self.shared.config.ttl;
-        self.shared
-            .bounded(store.record(&self.key, self.token, record, ttl))
-            .await
+    /// One record call. It borrows nothing from the claim, so the claim (whose
+    /// lease keeper is `Send` but not `Sync`) is never shared across an await.
+    fn try_record(
+        &self,
+        record: Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + use<St> {
+        let (shared, key, token) = (Arc::clone(&self.shared), self.key, self.token);
+        async move {
+            let ttl = shared.config.ttl;
+            shared
+                .bounded(shared.store.record(&key, token, record, ttl))
+                .await
+        }
     }
 
     /// Retries the record with backoff until it lands, the lease is lost or
@@ -175,6 +202,7 @@ impl<St: Store> Claim<St> {
         };
         let retry = Self {
             shared: Arc::clone(&self.shared),
+            keeper: LeaseKeeper::new(Instant::now(), self.shared.config.lease),
             settled: true,
             ..*self
         };
@@ -224,6 +252,9 @@ impl<St: Store> Drop for Claim<St> {
 /// The end of a recording, as the response body sees it: no store type in
 /// sight.
 pub(crate) trait FinishRecording: Send {
+    /// Renews the claim's lease while the body streams.
+    fn poll_renew(&mut self, cx: &mut Context<'_>);
+
     /// Records `body` (`None`: too large, record a tombstone).
     fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
@@ -237,6 +268,10 @@ pub(crate) struct PendingRecord<St: Store> {
 }
 
 impl<St: Store> FinishRecording for PendingRecord<St> {
+    fn poll_renew(&mut self, cx: &mut Context<'_>) {
+        self.claim.poll_renew(cx);
+    }
+
     fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let Self {
             claim,

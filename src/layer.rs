@@ -40,6 +40,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// | [`store_timeout`](Self::store_timeout) | 2 seconds |
 /// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
 /// | [`wait_in_flight`](Self::wait_in_flight) | none: 409 in-progress at once |
+/// | [`run_to_completion`](Self::run_to_completion) | `true`: dropped requests finish in the background |
 /// | [`retry_after`](Self::retry_after) | 1 second |
 /// | [`profile`](Self::profile) | [`Profile::Default`]: 409 for a payload mismatch |
 /// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
@@ -77,6 +78,7 @@ pub(crate) struct Config {
     pub(crate) record_policy: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
     pub(crate) decision: DecisionConfig,
     pub(crate) wait_in_flight: Option<Duration>,
+    pub(crate) run_to_completion: bool,
 }
 
 impl Default for Config {
@@ -99,6 +101,7 @@ impl Default for Config {
                 mismatch: Rejection::PayloadMismatch,
             },
             wait_in_flight: None,
+            run_to_completion: true,
         }
     }
 }
@@ -123,6 +126,7 @@ impl fmt::Debug for Config {
             .field("store_timeout", &self.store_timeout)
             .field("decision", &self.decision)
             .field("wait_in_flight", &self.wait_in_flight)
+            .field("run_to_completion", &self.run_to_completion)
             .finish_non_exhaustive()
     }
 }
@@ -331,6 +335,30 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn wait_in_flight(mut self, bound: Duration) -> Self {
         self.config.wait_in_flight = Some(bound);
+        self
+    }
+
+    /// Whether work that has started finishes even if its request goes away.
+    /// On (the default), a client that disconnects or an outer timeout does
+    /// not cancel the work half-way: if the response future is dropped before
+    /// the service answers, the service's future goes on running on a task of
+    /// its own; if the response body is dropped before its end, the rest is
+    /// read in the background. The outcome is recorded, so the client's retry
+    /// gets it instead of running the work again. An `Err` or a panic still
+    /// releases the claim. Requests that are not dropped pay for no task.
+    ///
+    /// Off, a dropped response future or body releases the claim, and the next
+    /// retry runs the service again.
+    ///
+    /// # Warning
+    ///
+    /// On, a `TimeoutLayer` (or any timeout) outside this layer no longer
+    /// cancels the handler: it answers the client, but the work goes on to its
+    /// end. Bound slow work inside the handler, or put the timeout inside this
+    /// layer, if it must be cut short.
+    #[must_use]
+    pub fn run_to_completion(mut self, run_to_completion: bool) -> Self {
+        self.config.run_to_completion = run_to_completion;
         self
     }
 

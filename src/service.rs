@@ -12,12 +12,12 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::claim::{Claim, PendingRecord, Shared};
+use crate::claim::{Claim, Shared};
 use crate::decision::Decision;
+use crate::execution::execute;
 use crate::future::{ResponseFuture, rejection_response};
 use crate::key::{IdempotencyKey, key_from_headers};
 use crate::layer::Config;
-use crate::recording::recordable_headers;
 use crate::rejection::Rejection;
 use crate::request_body::{BufferError, RequestBody, buffer};
 use crate::store::{KeyDigest, RecordedResponse, Store};
@@ -122,9 +122,11 @@ async fn protect<S, St, ReqB, ResB>(
 ) -> Result<Response<ResponseBody<ResB>>, S::Error>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     St: Store,
     ReqB: Body<Data = Bytes>,
-    ResB: Body<Data = Bytes>,
+    ResB: Body<Data = Bytes> + Send + 'static,
 {
     let config = &shared.config;
     let (mut parts, body) = request.into_parts();
@@ -147,7 +149,8 @@ where
     match config.decision.decide(claim, &fingerprint) {
         Decision::Run(token) => {
             let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);
-            run(claim, inner, request).await
+            let mut inner = inner;
+            execute(claim, inner.call(request)).await
         }
         Decision::Replay(response) => Ok(replay(response)),
         Decision::Reject(rejection) => Ok(rejection_response(rejection)),
@@ -157,55 +160,6 @@ where
             Ok(response.map(ResponseBody::inner))
         }
     }
-}
-
-/// Runs the service under a claim and sets up the record of its response.
-async fn run<S, St, ReqB, ResB>(
-    claim: Claim<St>,
-    mut inner: S,
-    request: Request<RequestBody<ReqB>>,
-) -> Result<Response<ResponseBody<ResB>>, S::Error>
-where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-    St: Store,
-    ResB: Body<Data = Bytes>,
-{
-    let response = match inner.call(request).await {
-        Ok(response) => response,
-        Err(error) => {
-            claim.release().await;
-            return Err(error);
-        }
-    };
-    let config = claim.config();
-    if !(config.record_policy)(response.status()) {
-        claim.release().await;
-        return Ok(response.map(ResponseBody::inner));
-    }
-    let (parts, body) = response.into_parts();
-    let headers = recordable_headers(&parts.headers);
-    let expected_len = body
-        .size_hint()
-        .exact()
-        .or_else(|| declared_len(&parts.headers));
-    if body.is_end_stream() || expected_len == Some(0) {
-        // The head alone tells the client the response is complete.
-        let recorded = RecordedResponse {
-            status: parts.status,
-            headers,
-            body: Bytes::new(),
-        };
-        claim.record(Some(recorded)).await;
-        return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
-    }
-    let limit = config.response_record_limit;
-    let pending = Box::new(PendingRecord {
-        claim,
-        status: parts.status,
-        headers,
-    });
-    let body = ResponseBody::recording(body, limit, expected_len, pending);
-    Ok(Response::from_parts(parts, body))
 }
 
 /// The recorded response, sent again.
@@ -220,6 +174,6 @@ fn replay<B>(recorded: RecordedResponse) -> Response<ResponseBody<B>> {
 }
 
 /// The `Content-Length` a message declares, if it declares one.
-fn declared_len(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_len(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

@@ -169,11 +169,11 @@ async fn a_streamed_response_over_the_record_limit_leaves_a_tombstone() {
 }
 
 #[tokio::test]
-async fn a_response_body_dropped_before_its_end_releases_the_claim() {
+async fn without_run_to_completion_a_dropped_body_releases_the_claim() {
     let runs = Runs::default();
     let (senders, mut handles) = tokio::sync::mpsc::unbounded_channel();
     let store = std::sync::Arc::new(MemoryStore::new());
-    let layer = IdempotencyLayer::from_shared_store(store.clone());
+    let layer = IdempotencyLayer::from_shared_store(store.clone()).run_to_completion(false);
     let service = tower::Layer::layer(&layer, streaming_service(runs.clone(), senders));
     let response = service.clone().oneshot(post_json("k1", "a")).await.unwrap();
     let producer = handles.recv().await.unwrap();

@@ -15,9 +15,10 @@ use tower::{Layer, ServiceExt};
 use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody};
 
 #[tokio::test]
-async fn a_dropped_response_future_releases_the_claim() {
+async fn without_run_to_completion_a_dropped_response_future_releases_the_claim() {
     let store = Arc::new(MemoryStore::new());
-    let (app, runs, gate) = gated_app(IdempotencyLayer::from_shared_store(store.clone()));
+    let layer = IdempotencyLayer::from_shared_store(store.clone()).run_to_completion(false);
+    let (app, runs, gate) = gated_app(layer);
     let first = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

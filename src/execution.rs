@@ -1,0 +1,192 @@
+//! The service's work under a claim: the lease renewed while it runs, its
+//! response set up for recording, and, with run to completion, the work
+//! carried on by a task of its own when the request is dropped before the end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::Body;
+
+use crate::body::{Recording, ResponseBody};
+use crate::claim::{Claim, PendingRecord};
+use crate::recording::recordable_headers;
+use crate::service::declared_len;
+use crate::store::{RecordedResponse, Store};
+
+/// Runs `future` (the service's answer to a claimed request) and sets up the
+/// record of its response.
+pub(crate) async fn execute<F, St, B, E>(
+    claim: Claim<St>,
+    future: F,
+) -> Result<Response<ResponseBody<B>>, E>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    St: Store,
+    B: Body<Data = Bytes> + Send + 'static,
+    E: Send + 'static,
+{
+    let detach = claim
+        .config()
+        .run_to_completion
+        .then_some(complete_in_background::<F, St, B, E> as fn(_, _));
+    let (result, claim) = Running {
+        future: Some(Box::pin(future)),
+        claim: Some(claim),
+        detach,
+    }
+    .await;
+    respond(claim, result).await
+}
+
+/// Turns the service's answer into the layer's response: an error or a
+/// status the policy does not record releases the claim; anything else streams
+/// through a recording body.
+async fn respond<St, B, E>(
+    claim: Claim<St>,
+    result: Result<Response<B>, E>,
+) -> Result<Response<ResponseBody<B>>, E>
+where
+    St: Store,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            claim.release().await;
+            return Err(error);
+        }
+    };
+    let config = claim.config();
+    if !(config.record_policy)(response.status()) {
+        claim.release().await;
+        return Ok(response.map(ResponseBody::inner));
+    }
+    let (parts, body) = response.into_parts();
+    let headers = recordable_headers(&parts.headers);
+    let expected_len = body
+        .size_hint()
+        .exact()
+        .or_else(|| declared_len(&parts.headers));
+    if body.is_end_stream() || expected_len == Some(0) {
+        // The head alone tells the client the response is complete.
+        let recorded = RecordedResponse {
+            status: parts.status,
+            headers,
+            body: Bytes::new(),
+        };
+        claim.record(Some(recorded)).await;
+        return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
+    }
+    let limit = config.response_record_limit;
+    let detach = config
+        .run_to_completion
+        .then_some(drain_in_background::<B> as fn(_));
+    let pending = Box::new(PendingRecord {
+        claim,
+        status: parts.status,
+        headers,
+    });
+    let body = ResponseBody::recording(body, limit, expected_len, pending, detach);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The service's future under its claim, renewing the lease while it is
+/// pending. Boxed, so that if the request is dropped before the service
+/// answers, `detach` can hand it to a task of its own (run to completion);
+/// without `detach`, dropping it releases the claim.
+struct Running<F, St: Store> {
+    future: Option<Pin<Box<F>>>,
+    claim: Option<Claim<St>>,
+    detach: Option<fn(Pin<Box<F>>, Claim<St>)>,
+}
+
+impl<F: Future, St: Store> Future for Running<F, St> {
+    type Output = (F::Output, Claim<St>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(future) = &mut this.future else {
+            return Poll::Pending;
+        };
+        match future.as_mut().poll(cx) {
+            Poll::Ready(output) => {
+                this.future = None;
+                match this.claim.take() {
+                    Some(claim) => Poll::Ready((output, claim)),
+                    None => Poll::Pending,
+                }
+            }
+            Poll::Pending => {
+                if let Some(claim) = &mut this.claim {
+                    claim.poll_renew(cx);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F, St: Store> Drop for Running<F, St> {
+    fn drop(&mut self) {
+        // Never hand on a future that panicked: the claim is released instead.
+        if std::thread::panicking() {
+            return;
+        }
+        if let (Some(detach), Some(future), Some(claim)) =
+            (self.detach, self.future.take(), self.claim.take())
+        {
+            detach(future, claim);
+        }
+    }
+}
+
+/// Run to completion: the service's future, dropped by the request, runs on
+/// a task of its own; its response is read to the end and recorded, so the
+/// client's retry gets it.
+fn complete_in_background<F, St, B, E>(future: Pin<Box<F>>, claim: Claim<St>)
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    St: Store,
+    B: Body<Data = Bytes> + Send + 'static,
+    E: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to carry the work: the claim is released (or lapses).
+        return;
+    };
+    runtime.spawn(async move {
+        let running = Running {
+            future: Some(future),
+            claim: Some(claim),
+            detach: None,
+        };
+        let (result, claim) = running.await;
+        if let Ok(response) = respond(claim, result).await {
+            drain(response.into_body()).await;
+        }
+    });
+}
+
+/// Run to completion: the rest of a response body the client dropped is read
+/// and recorded on a task of its own.
+fn drain_in_background<B>(recording: Recording<B>)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(recording.drain());
+    }
+}
+
+/// Reads a response body to its end, for its record's sake.
+async fn drain<B: Body<Data = Bytes>>(body: ResponseBody<B>) {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if frame.is_err() {
+            return;
+        }
+    }
+}
