@@ -100,8 +100,11 @@ where
 struct Running<F, St: Store> {
     future: Option<Pin<Box<F>>>,
     claim: Option<Claim<St>>,
-    detach: Option<fn(Pin<Box<F>>, Claim<St>)>,
+    detach: Option<Detach<F, St>>,
 }
+
+/// Hands a dropped request's work to a task of its own.
+type Detach<F, St> = fn(Pin<Box<F>>, Claim<St>);
 
 impl<F: Future, St: Store> Future for Running<F, St> {
     type Output = (F::Output, Claim<St>);

@@ -173,3 +173,38 @@ async fn ttl_secs_configures_the_record_lifetime() {
     assert_eq!(after.header("idempotent-replayed"), None);
     assert_eq!(after.json()["id"], 2);
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_gets_the_finished_order_on_retry() {
+    let server = start(&[]).await;
+    let hung_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        create(
+            &server,
+            "k1",
+            &[],
+            "/orders?delay_ms=800",
+            r#"{"sku":"gpu-hours"}"#,
+        ),
+    )
+    .await;
+    assert!(
+        hung_up.is_err(),
+        "the client gave up and closed its connection"
+    );
+    // The server keeps working on it; a retry once it is done replays it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let retry = create(
+        &server,
+        "k1",
+        &[],
+        "/orders?delay_ms=800",
+        r#"{"sku":"gpu-hours"}"#,
+    )
+    .await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.json()["id"], 1);
+    let list = http(&server, "GET", "/orders", &[], "").await;
+    assert_eq!(list.json().as_array().unwrap().len(), 1);
+}
