@@ -109,6 +109,10 @@ fn bench_layer(c: &mut Criterion) {
     let body = body_1k();
     let bare = handler_app();
     let layered = handler_app().layer(IdempotencyLayer::new(MemoryStore::new()));
+    // Run to completion costs nothing on requests that are not dropped: the
+    // same fresh-key scenario with it switched off shows that.
+    let no_completion =
+        handler_app().layer(IdempotencyLayer::new(MemoryStore::new()).run_to_completion(false));
     let counter = AtomicU64::new(0);
 
     // Record one key for the replay scenario.
@@ -145,6 +149,21 @@ fn bench_layer(c: &mut Criterion) {
             bare_total.secs() / total.secs()
         );
     }
+    let mut total = Mean::default();
+    group.bench_function("fresh_key_run_to_completion_off", |b| {
+        b.iter_custom(|iters| {
+            let make = |_| {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                request(Some(format!("fresh-{n}")), &body)
+            };
+            let elapsed = time_calls(&runtime, iters, make, &no_completion);
+            total.add(elapsed, iters)
+        })
+    });
+    println!(
+        "ratio fresh_key_run_to_completion_off: {:.2} x bare throughput",
+        bare_total.secs() / total.secs()
+    );
     group.finish();
 }
 

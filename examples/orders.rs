@@ -7,7 +7,9 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `TTL_SECS` (default 86400),
 //! `LEASE_SECS` (default: the layer's, 30), `STORE_TIMEOUT_MS` (default: the
-//! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
+//! layer's, 2000). Keys are scoped by the `X-Api-Key` header. Run to
+//! completion is on (the layer's default): a client that hangs up during
+//! `?delay_ms=5000` still gets its order on retry, made once.
 
 use std::env;
 use std::error::Error;
