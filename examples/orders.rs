@@ -7,7 +7,12 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `TTL_SECS` (default 86400),
 //! `LEASE_SECS` (default: the layer's, 30), `STORE_TIMEOUT_MS` (default: the
-//! layer's, 2000). Keys are scoped by the `X-Api-Key` header. Run to
+//! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
+//!
+//! The store is in memory, unless `REDIS_URL` is set (build with
+//! `--features redis`), with keys under `KEY_PREFIX` (default
+//! `orders-example:`). Two instances on two ports sharing one Redis make one
+//! order per key between them. Run to
 //! completion is on (the layer's default): a client that hangs up during
 //! `?delay_ms=5000` still gets its order on retry, made once.
 
@@ -106,10 +111,9 @@ where
     Ok(env_opt(name)?.unwrap_or(default))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn serve<St: Store>(store: St) -> Result<(), Box<dyn Error>> {
     let addr = env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let app = app(MemoryStore::new())?;
+    let app = app(store)?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
         "orders example listening on http://{}",
@@ -117,4 +121,33 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    if let Ok(url) = env::var("REDIS_URL") {
+        return serve_redis(&url).await;
+    }
+    serve(MemoryStore::new()).await
+}
+
+#[cfg(feature = "redis")]
+async fn serve_redis(url: &str) -> Result<(), Box<dyn Error>> {
+    let prefix = env::var("KEY_PREFIX").unwrap_or_else(|_| "orders-example:".to_owned());
+    let mut store = tower_idempotency::store::RedisStore::connect(url)
+        .await?
+        .prefix(prefix);
+    if let Some(timeout) = env_opt::<u64>("STORE_TIMEOUT_MS")? {
+        store = store.timeout(Duration::from_millis(timeout));
+    }
+    serve(store).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn serve_redis(_url: &str) -> Result<(), Box<dyn Error>> {
+    Err(
+        "REDIS_URL is set, but this example was built without Redis: \
+         run it with `--features redis`, or unset REDIS_URL"
+            .into(),
+    )
 }

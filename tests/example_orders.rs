@@ -1,14 +1,20 @@
 //! Black-box test of `examples/orders.rs` (SPEC section 7): the built example
 //! runs as a process and is driven over real HTTP.
 
+mod common;
+
 use std::process::Stdio;
+
+use common::wire::Reply;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The example binary, built by `cargo test` next to this test's directory.
+/// Run these tests through the README's command (`cargo test --all-features`):
+/// a run of this file alone (`--test example_orders`) does not rebuild the
+/// example, and may start one built with other features.
 fn example_path() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
@@ -23,6 +29,9 @@ struct Server {
 async fn start(env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(example_path())
         .env("ADDR", "127.0.0.1:0")
+        // The memory store, unless a test names another.
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -38,27 +47,7 @@ async fn start(env: &[(&str, &str)]) -> Server {
     }
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-/// One HTTP/1.1 exchange on its own connection.
+/// One HTTP/1.1 exchange with the server.
 async fn http(
     server: &Server,
     method: &str,
@@ -66,27 +55,7 @@ async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        server.addr,
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Reply {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
+    common::wire::exchange(&server.addr, method, path, headers, body).await
 }
 
 async fn create(
@@ -207,4 +176,43 @@ async fn a_client_that_hangs_up_gets_the_finished_order_on_retry() {
     assert_eq!(retry.json()["id"], 1);
     let list = http(&server, "GET", "/orders", &[], "").await;
     assert_eq!(list.json().as_array().unwrap().len(), 1);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_instances_sharing_redis_make_one_order_per_key() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    if tower_idempotency::store::RedisStore::connect(&url)
+        .await
+        .is_err()
+    {
+        let required = std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(!required, "Redis required at {url}");
+        eprintln!("skipping: no Redis at {url}");
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("tower-idempotency-test:example:{nanos}:");
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("KEY_PREFIX", prefix.as_str()),
+        ("TTL_SECS", "60"),
+    ];
+    let (a, b) = (start(&env).await, start(&env).await);
+    let first = create(&a, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
+    assert_eq!(first.status, 201);
+    let through_b = create(&b, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
+    assert_eq!(through_b.header("idempotent-replayed"), Some("true"));
+    assert_eq!(through_b.body, first.body);
+    let mismatch = create(&b, "k1", &[], "/orders", r#"{"sku":"milk"}"#).await;
+    assert_eq!(mismatch.status, 409);
+    let orders_a = http(&a, "GET", "/orders", &[], "").await.json();
+    let orders_b = http(&b, "GET", "/orders", &[], "").await.json();
+    assert_eq!(
+        orders_a.as_array().unwrap().len() + orders_b.as_array().unwrap().len(),
+        1
+    );
 }

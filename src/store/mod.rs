@@ -19,8 +19,14 @@ use crate::fingerprint::{Fingerprint, Framer};
 use crate::key::IdempotencyKey;
 use crate::scope::Scope;
 
+#[cfg(feature = "redis")]
+mod codec;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 /// SHA-256 of (scope, key): the only name a store ever sees for a key, so the

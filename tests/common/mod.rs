@@ -1,6 +1,8 @@
 //! Helpers shared by the behaviour tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod wire;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

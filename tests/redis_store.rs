@@ -1,0 +1,440 @@
+//! `RedisStore` against a real Redis (`REDIS_URL`, default
+//! `redis://127.0.0.1:6379`): the conformance suite, round trips counted by
+//! the server, two replicas sharing one Redis, outages and binary bodies.
+//!
+//! Without a Redis these tests skip with one line each, unless
+//! `TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1` (as in CI): then they fail.
+#![cfg(feature = "redis")]
+
+mod common;
+#[macro_use]
+mod store_conformance;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use bytes::Bytes;
+use common::{Runs, post_json, send};
+use http::StatusCode;
+use tokio::sync::Barrier;
+use tower_idempotency::IdempotencyLayer;
+use tower_idempotency::store::RedisStore;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn required() -> bool {
+    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A prefix no other test or run uses.
+fn unique_prefix(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "tower-idempotency-test:{name}:{}:{nanos}:",
+        std::process::id()
+    )
+}
+
+/// A store on the shared Redis with a prefix of its own, or `None` (skip).
+async fn store(name: &str) -> Option<RedisStore> {
+    match RedisStore::connect(&redis_url()).await {
+        Ok(store) => Some(store.prefix(unique_prefix(name))),
+        Err(error) if !required() => {
+            eprintln!(
+                "skipping: no Redis at {} ({error}); set TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1 to fail instead",
+                redis_url()
+            );
+            None
+        }
+        Err(error) => panic!("Redis required at {}: {error}", redis_url()),
+    }
+}
+
+async fn conformance_store() -> Option<RedisStore> {
+    store("conformance").await
+}
+
+store_conformance!(make = conformance_store, clock = real);
+
+/// Deletes every key under `prefix` (tests leave nothing behind).
+async fn cleanup(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
+/// `POST /orders`: 201 after `work`, with a body numbered by its run.
+fn app(store: RedisStore, runs: &Runs, work: Duration) -> Router {
+    let runs = runs.clone();
+    let layer = IdempotencyLayer::new(store)
+        .ttl(Duration::from_secs(60))
+        .wait_in_flight(Duration::from_secs(10));
+    Router::new()
+        .route(
+            "/orders",
+            axum::routing::post(move |body: Bytes| {
+                let runs = runs.clone();
+                async move {
+                    let n = runs.add();
+                    tokio::time::sleep(work).await;
+                    let mut out = format!("order {n}: ").into_bytes();
+                    out.extend_from_slice(&body);
+                    (StatusCode::CREATED, out)
+                }
+            }),
+        )
+        .layer(layer)
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_redis_run_a_key_once() {
+    let prefix = unique_prefix("replicas");
+    let Some(store_a) = store("replicas").await else {
+        return;
+    };
+    let Some(store_b) = store("replicas").await else {
+        return;
+    };
+    let (store_a, store_b) = (store_a.prefix(&prefix), store_b.prefix(&prefix));
+    let runs = Runs::default();
+    let work = Duration::from_millis(300);
+    let addrs = [
+        serve(app(store_a, &runs, work)).await,
+        serve(app(store_b, &runs, work)).await,
+    ];
+    let barrier = Arc::new(Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (addr, barrier) = (addrs[i % 2].clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let headers = [("idempotency-key", "order-7")];
+                common::wire::exchange(&addr, "POST", "/orders", &headers, "tea").await
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, 201, "{reply:?}");
+        bodies.push(reply.body);
+    }
+    assert_eq!(runs.count(), 1, "one execution across both replicas");
+    assert!(bodies.iter().all(|body| body == "order 1: tea"));
+
+    // A retry through either replica replays; a mismatch through the other is refused.
+    for addr in &addrs {
+        let headers = [("idempotency-key", "order-7")];
+        let replay = common::wire::exchange(addr, "POST", "/orders", &headers, "tea").await;
+        assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+        assert_eq!(replay.body, "order 1: tea");
+        let mismatch = common::wire::exchange(addr, "POST", "/orders", &headers, "coffee").await;
+        assert_eq!(mismatch.status, 409);
+        assert_eq!(mismatch.json()["code"], "idempotency_key_payload_mismatch");
+    }
+    assert_eq!(runs.count(), 1);
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn a_one_mebibyte_body_of_every_byte_value_replays_byte_for_byte() {
+    let prefix = unique_prefix("binary");
+    let Some(store) = store("binary").await else {
+        return;
+    };
+    let body: Bytes = (0..=255u8)
+        .cycle()
+        .take(1024 * 1024)
+        .collect::<Vec<_>>()
+        .into();
+    let served = body.clone();
+    let app = Router::new()
+        .route(
+            "/blob",
+            axum::routing::post(move || {
+                let served = served.clone();
+                async move { (StatusCode::CREATED, served) }
+            }),
+        )
+        .layer(
+            IdempotencyLayer::new(store.prefix(&prefix))
+                .ttl(Duration::from_secs(60))
+                .response_record_limit(2 * 1024 * 1024),
+        );
+    let request = || common::request("POST", "/blob", Some("blob-1"), "");
+    let first = send(&app, request()).await;
+    assert_eq!(first.body, body);
+    let replay = send(&app, request()).await;
+    assert!(replay.is_replay());
+    assert_eq!(replay.status, StatusCode::CREATED);
+    assert_eq!(replay.body, body, "byte-identical");
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_answers_503_within_the_timeout() {
+    // Port 1 is closed: the connection is refused.
+    let store = RedisStore::open("redis://127.0.0.1:1").unwrap();
+    let runs = Runs::default();
+    let timeout = Duration::from_secs(2);
+    let app = app(store, &runs, Duration::ZERO);
+    let started = std::time::Instant::now();
+    let answer = send(&app, post_json("k1", "a")).await;
+    answer.assert_problem(503, "idempotency_store_unavailable");
+    assert!(
+        started.elapsed() < timeout + Duration::from_secs(1),
+        "no hang"
+    );
+    assert_eq!(runs.count(), 0);
+}
+
+/// A Redis of this test's own, on a free port, stopped when dropped.
+struct PrivateRedis {
+    port: u16,
+    process: std::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: Option<u16>) -> Option<Self> {
+        let port = port.unwrap_or_else(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        });
+        let process = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let process = match process {
+            Ok(process) => process,
+            Err(error) if !required() => {
+                eprintln!("skipping: cannot start redis-server ({error})");
+                return None;
+            }
+            Err(error) => panic!("redis-server required: {error}"),
+        };
+        let redis = Self { port, process };
+        for _ in 0..100 {
+            if redis.connection().await.is_ok() {
+                return Some(redis);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the private redis-server did not answer");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await?;
+        Ok(connection)
+    }
+
+    /// Calls per command since the server started, `INFO` left out.
+    async fn calls(&self) -> HashMap<String, u64> {
+        let mut connection = self.connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (name != "info" && name != "ping" && name != "hello" && name != "client")
+                    .then(|| (name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(name, calls)| {
+            let delta = calls - before.get(name).copied().unwrap_or(0);
+            (delta > 0).then(|| (name.clone(), delta))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn round_trips_are_counted_by_the_server() {
+    let Some(redis) = PrivateRedis::start(None).await else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let runs = Runs::default();
+    let app = Router::new()
+        .route(
+            "/orders",
+            axum::routing::post(move |uri: http::Uri| {
+                let runs = runs.clone();
+                async move {
+                    runs.add();
+                    let status = if uri.query() == Some("fail") {
+                        500
+                    } else {
+                        201
+                    };
+                    (StatusCode::from_u16(status).unwrap(), "body")
+                }
+            }),
+        )
+        .layer(IdempotencyLayer::new(store));
+    // Load the scripts first (the first call of each after a Redis start
+    // costs one more round trip).
+    send(&app, post_json("warm", "a")).await;
+    send(&app, post_json("warm", "a")).await;
+    send(
+        &app,
+        common::request("POST", "/orders?fail", Some("warm-fail"), "a"),
+    )
+    .await;
+
+    let measure = async |request| {
+        let before = redis.calls().await;
+        send(&app, request).await;
+        delta(&before, &redis.calls().await)
+    };
+    let fresh = measure(post_json("k1", "a")).await;
+    let replay = measure(post_json("k1", "a")).await;
+    let mismatch = measure(post_json("k1", "b")).await;
+    let released = measure(common::request("POST", "/orders?fail", Some("k2"), "a")).await;
+    eprintln!(
+        "round trips: fresh {fresh:?}, replay {replay:?}, mismatch {mismatch:?}, release {released:?}"
+    );
+    // commandstats counts the commands a script runs inside Redis too; the
+    // round trips are the commands the client sent: the EVALSHA calls.
+    let round_trips = |calls: &HashMap<String, u64>| {
+        for name in calls.keys() {
+            assert!(
+                ["evalsha", "get", "set", "del", "pexpire"].contains(&name.as_str()),
+                "unexpected command {name}"
+            );
+        }
+        calls.get("evalsha").copied().unwrap_or(0)
+    };
+    assert_eq!(round_trips(&fresh), 2, "claim + record");
+    assert_eq!(round_trips(&replay), 1, "claim, which returns the record");
+    assert_eq!(round_trips(&mismatch), 1, "claim");
+    assert_eq!(round_trips(&released), 2, "claim + release");
+
+    // Renewal, straight through the store: one round trip.
+    use tower_idempotency::store::{ClaimOutcome, Store};
+    let direct = RedisStore::connect(&redis.url()).await.unwrap();
+    let key = store_conformance::unique_key("renew-count");
+    let fingerprint = tower_idempotency::Fingerprint::from_bytes([1; 32]);
+    let ClaimOutcome::Claimed(token) = direct
+        .claim(&key, &fingerprint, Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed");
+    };
+    direct
+        .renew(&key, token, Duration::from_secs(30))
+        .await
+        .unwrap(); // loads the script
+    let before = redis.calls().await;
+    direct
+        .renew(&key, token, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        round_trips(&delta(&before, &redis.calls().await)),
+        1,
+        "renew"
+    );
+}
+
+#[tokio::test]
+async fn service_resumes_without_a_restart_when_redis_is_back() {
+    let Some(mut redis) = PrivateRedis::start(None).await else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .timeout(Duration::from_millis(500));
+    let runs = Runs::default();
+    let app = app(store, &runs, Duration::ZERO);
+    assert_eq!(
+        send(&app, post_json("before", "a")).await.status,
+        StatusCode::CREATED
+    );
+
+    redis.stop();
+    send(&app, post_json("during", "a"))
+        .await
+        .assert_problem(503, "idempotency_store_unavailable");
+
+    let port = redis.port;
+    let _back = PrivateRedis::start(Some(port)).await.unwrap();
+    // The connection manager reconnects by itself; the same app recovers.
+    let mut recovered = None;
+    for _ in 0..50 {
+        let answer = send(&app, post_json("after", "a")).await;
+        if answer.status == StatusCode::CREATED {
+            recovered = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered.is_some(), "the store never recovered");
+    assert!(send(&app, post_json("after", "a")).await.is_replay());
+}
