@@ -10,9 +10,11 @@
 //! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
 //!
 //! The store is in memory, unless `REDIS_URL` is set (build with
-//! `--features redis`), with keys under `KEY_PREFIX` (default
-//! `orders-example:`). Two instances on two ports sharing one Redis make one
-//! order per key between them. Run to
+//! `--features redis`; keys under `KEY_PREFIX`, default `orders-example:`) or
+//! `DATABASE_URL` is set (build with `--features postgres`; table
+//! `TABLE_NAME`, default `orders_example`, created if missing). Two instances
+//! on two ports sharing one Redis or PostgreSQL make one order per key between
+//! them. Run to
 //! completion is on (the layer's default): a client that hangs up during
 //! `?delay_ms=5000` still gets its order on retry, made once.
 
@@ -128,7 +130,34 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if let Ok(url) = env::var("REDIS_URL") {
         return serve_redis(&url).await;
     }
+    if let Ok(url) = env::var("DATABASE_URL") {
+        return serve_postgres(&url).await;
+    }
     serve(MemoryStore::new()).await
+}
+
+#[cfg(feature = "postgres")]
+async fn serve_postgres(url: &str) -> Result<(), Box<dyn Error>> {
+    let table = env::var("TABLE_NAME").unwrap_or_else(|_| "orders_example".to_owned());
+    let mut store = tower_idempotency::store::PostgresStore::connect(url)
+        .await?
+        .table(&table)?;
+    if let Some(timeout) = env_opt::<u64>("STORE_TIMEOUT_MS")? {
+        store = store.timeout(Duration::from_millis(timeout));
+    }
+    store.migrate().await?;
+    // Expired records are deleted in batches, once a minute.
+    let _sweeper = store.spawn_sweeper(Duration::from_secs(60));
+    serve(store).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn serve_postgres(_url: &str) -> Result<(), Box<dyn Error>> {
+    Err(
+        "DATABASE_URL is set, but this example was built without PostgreSQL: \
+         run it with `--features postgres`, or unset DATABASE_URL"
+            .into(),
+    )
 }
 
 #[cfg(feature = "redis")]

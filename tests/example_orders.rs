@@ -178,30 +178,9 @@ async fn a_client_that_hangs_up_gets_the_finished_order_on_retry() {
     assert_eq!(list.json().as_array().unwrap().len(), 1);
 }
 
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn two_instances_sharing_redis_make_one_order_per_key() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    if tower_idempotency::store::RedisStore::connect(&url)
-        .await
-        .is_err()
-    {
-        let required = std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-        assert!(!required, "Redis required at {url}");
-        eprintln!("skipping: no Redis at {url}");
-        return;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("tower-idempotency-test:example:{nanos}:");
-    let env = [
-        ("REDIS_URL", url.as_str()),
-        ("KEY_PREFIX", prefix.as_str()),
-        ("TTL_SECS", "60"),
-    ];
-    let (a, b) = (start(&env).await, start(&env).await);
+/// Two instances started with `env` (a shared store) make one order per key.
+async fn two_instances_make_one_order_per_key(env: &[(&str, &str)]) {
+    let (a, b) = (start(env).await, start(env).await);
     let first = create(&a, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
     assert_eq!(first.status, 201);
     let through_b = create(&b, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
@@ -215,4 +194,65 @@ async fn two_instances_sharing_redis_make_one_order_per_key() {
         orders_a.as_array().unwrap().len() + orders_b.as_array().unwrap().len(),
         1
     );
+}
+
+fn required() -> bool {
+    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_instances_sharing_redis_make_one_order_per_key() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    if let Err(error) = tower_idempotency::store::RedisStore::connect(&url).await {
+        assert!(!required(), "Redis required at {url}: {error}");
+        eprintln!("skipping: no Redis at {url} ({error})");
+        return;
+    }
+    let prefix = format!("tower-idempotency-test:example:{}:", nanos());
+    two_instances_make_one_order_per_key(&[
+        ("REDIS_URL", url.as_str()),
+        ("KEY_PREFIX", prefix.as_str()),
+        ("TTL_SECS", "60"),
+    ])
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_instances_sharing_postgres_make_one_order_per_key() {
+    use tower_idempotency::store::PostgresStore;
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let store = match PostgresStore::connect(&url).await {
+        Ok(store) => store,
+        Err(error) => {
+            assert!(!required(), "PostgreSQL required at {url}: {error}");
+            eprintln!("skipping: no PostgreSQL at {url} ({error})");
+            return;
+        }
+    };
+    let table = format!("ti_example_{}", nanos() % 1_000_000_000_000);
+    // Created once up front, as a deployment's migration would.
+    store.table(&table).unwrap().migrate().await.unwrap();
+    two_instances_make_one_order_per_key(&[
+        ("DATABASE_URL", url.as_str()),
+        ("TABLE_NAME", table.as_str()),
+    ])
+    .await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }

@@ -11,14 +11,12 @@ mod common;
 mod store_conformance;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use bytes::Bytes;
 use common::{Runs, post_json, send};
 use http::StatusCode;
-use tokio::sync::Barrier;
 use tower_idempotency::IdempotencyLayer;
 use tower_idempotency::store::RedisStore;
 
@@ -81,36 +79,6 @@ async fn cleanup(url: &str, prefix: &str) {
     }
 }
 
-/// `POST /orders`: 201 after `work`, with a body numbered by its run.
-fn app(store: RedisStore, runs: &Runs, work: Duration) -> Router {
-    let runs = runs.clone();
-    let layer = IdempotencyLayer::new(store)
-        .ttl(Duration::from_secs(60))
-        .wait_in_flight(Duration::from_secs(10));
-    Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move |body: Bytes| {
-                let runs = runs.clone();
-                async move {
-                    let n = runs.add();
-                    tokio::time::sleep(work).await;
-                    let mut out = format!("order {n}: ").into_bytes();
-                    out.extend_from_slice(&body);
-                    (StatusCode::CREATED, out)
-                }
-            }),
-        )
-        .layer(layer)
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_redis_run_a_key_once() {
     let prefix = unique_prefix("replicas");
@@ -120,44 +88,8 @@ async fn two_replicas_on_one_redis_run_a_key_once() {
     let Some(store_b) = store("replicas").await else {
         return;
     };
-    let (store_a, store_b) = (store_a.prefix(&prefix), store_b.prefix(&prefix));
-    let runs = Runs::default();
-    let work = Duration::from_millis(300);
-    let addrs = [
-        serve(app(store_a, &runs, work)).await,
-        serve(app(store_b, &runs, work)).await,
-    ];
-    let barrier = Arc::new(Barrier::new(50));
-    let tasks: Vec<_> = (0..50)
-        .map(|i| {
-            let (addr, barrier) = (addrs[i % 2].clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let headers = [("idempotency-key", "order-7")];
-                common::wire::exchange(&addr, "POST", "/orders", &headers, "tea").await
-            })
-        })
-        .collect();
-    let mut bodies = Vec::new();
-    for task in tasks {
-        let reply = task.await.unwrap();
-        assert_eq!(reply.status, 201, "{reply:?}");
-        bodies.push(reply.body);
-    }
-    assert_eq!(runs.count(), 1, "one execution across both replicas");
-    assert!(bodies.iter().all(|body| body == "order 1: tea"));
-
-    // A retry through either replica replays; a mismatch through the other is refused.
-    for addr in &addrs {
-        let headers = [("idempotency-key", "order-7")];
-        let replay = common::wire::exchange(addr, "POST", "/orders", &headers, "tea").await;
-        assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-        assert_eq!(replay.body, "order 1: tea");
-        let mismatch = common::wire::exchange(addr, "POST", "/orders", &headers, "coffee").await;
-        assert_eq!(mismatch.status, 409);
-        assert_eq!(mismatch.json()["code"], "idempotency_key_payload_mismatch");
-    }
-    assert_eq!(runs.count(), 1);
+    common::replicas::two_replicas_run_a_key_once(store_a.prefix(&prefix), store_b.prefix(&prefix))
+        .await;
     cleanup(&redis_url(), &prefix).await;
 }
 
@@ -202,7 +134,7 @@ async fn an_unreachable_redis_answers_503_within_the_timeout() {
     let store = RedisStore::open("redis://127.0.0.1:1").unwrap();
     let runs = Runs::default();
     let timeout = Duration::from_secs(2);
-    let app = app(store, &runs, Duration::ZERO);
+    let app = common::replicas::app(store, &runs, Duration::ZERO);
     let started = std::time::Instant::now();
     let answer = send(&app, post_json("k1", "a")).await;
     answer.assert_problem(503, "idempotency_store_unavailable");
@@ -412,7 +344,7 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
         .unwrap()
         .timeout(Duration::from_millis(500));
     let runs = Runs::default();
-    let app = app(store, &runs, Duration::ZERO);
+    let app = common::replicas::app(store, &runs, Duration::ZERO);
     assert_eq!(
         send(&app, post_json("before", "a")).await.status,
         StatusCode::CREATED

@@ -18,13 +18,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::{RecordedResponse, StoreError, StoreErrorKind};
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const VERSION: u8 = 1;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const TOMBSTONE: u8 = 0;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const RESPONSE: u8 = 1;
 /// The smallest encoded header: two length fields and a one-byte name.
 const MIN_HEADER_LEN: usize = 2 + 1 + 4;
 
 /// Appends the encoded form of `response` (`None`: a tombstone) to `out`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn encode(response: Option<&RecordedResponse>, out: &mut Vec<u8>) {
     out.put_u8(VERSION);
     let Some(response) = response else {
@@ -34,17 +38,46 @@ pub(crate) fn encode(response: Option<&RecordedResponse>, out: &mut Vec<u8>) {
     out.reserve(response.body.len() + 64 * response.headers.len() + 8);
     out.put_u8(RESPONSE);
     out.put_u16(response.status.as_u16());
-    out.put_u32(response.headers.len() as u32);
-    for (name, value) in &response.headers {
+    encode_headers(&response.headers, out);
+    out.put_slice(&response.body);
+}
+
+/// Appends the header block: a count, then each name and value with its
+/// length.
+pub(crate) fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
+    out.put_u32(headers.len() as u32);
+    for (name, value) in headers {
         out.put_u16(name.as_str().len() as u16);
         out.put_slice(name.as_str().as_bytes());
         out.put_u32(value.len() as u32);
         out.put_slice(value.as_bytes());
     }
-    out.put_slice(&response.body);
+}
+
+/// Decodes a header block written by [`encode_headers`] from the front of
+/// `bytes`, leaving the rest.
+pub(crate) fn decode_headers(bytes: &mut Bytes) -> Result<HeaderMap, StoreError> {
+    let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
+    if bytes.remaining() < 4 {
+        return Err(corrupt());
+    }
+    let count = bytes.get_u32() as usize;
+    if count > bytes.remaining() / MIN_HEADER_LEN {
+        return Err(corrupt());
+    }
+    let mut headers = HeaderMap::with_capacity(count);
+    for _ in 0..count {
+        let name = take(bytes, 2)?;
+        let name = HeaderName::from_bytes(&name).map_err(|_| corrupt())?;
+        let value = take(bytes, 4)?;
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| corrupt())?;
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// Decodes what [`encode`] wrote. The body shares `bytes` (no copy).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn decode(mut bytes: Bytes) -> Result<Option<RecordedResponse>, StoreError> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
     if bytes.remaining() < 2 || bytes.get_u8() != VERSION {
@@ -55,22 +88,11 @@ pub(crate) fn decode(mut bytes: Bytes) -> Result<Option<RecordedResponse>, Store
         RESPONSE => {}
         _ => return Err(corrupt()),
     }
-    if bytes.remaining() < 6 {
+    if bytes.remaining() < 2 {
         return Err(corrupt());
     }
     let status = StatusCode::from_u16(bytes.get_u16()).map_err(|_| corrupt())?;
-    let count = bytes.get_u32() as usize;
-    if count > bytes.remaining() / MIN_HEADER_LEN {
-        return Err(corrupt());
-    }
-    let mut headers = HeaderMap::with_capacity(count);
-    for _ in 0..count {
-        let name = take(&mut bytes, 2)?;
-        let name = HeaderName::from_bytes(&name).map_err(|_| corrupt())?;
-        let value = take(&mut bytes, 4)?;
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| corrupt())?;
-        headers.append(name, value);
-    }
+    let headers = decode_headers(&mut bytes)?;
     Ok(Some(RecordedResponse {
         status,
         headers,

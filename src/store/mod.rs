@@ -19,12 +19,18 @@ use crate::fingerprint::{Fingerprint, Framer};
 use crate::key::IdempotencyKey;
 use crate::scope::Scope;
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 mod codec;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod token;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{InvalidTableName, PostgresStore, Sweeper};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;

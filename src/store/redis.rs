@@ -1,16 +1,15 @@
 //! [`RedisStore`]: records in Redis, shared by every replica.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
 use super::codec;
+use super::token::new_token;
 use super::{ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind};
 use crate::fingerprint::Fingerprint;
 
@@ -190,18 +189,6 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// A token no other claim of the key will have: 64 random bits.
-fn new_token() -> FencingToken {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    hasher.write_u128(nanos);
-    FencingToken::new(hasher.finish())
-}
-
 /// What a claim found in a key's value.
 fn decode_held(held: Vec<u8>) -> Result<ClaimOutcome, StoreError> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
@@ -297,12 +284,6 @@ impl fmt::Debug for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_do_not_repeat() {
-        let tokens: std::collections::HashSet<_> = (0..10_000).map(|_| new_token()).collect();
-        assert_eq!(tokens.len(), 10_000);
-    }
 
     #[test]
     fn held_values_decode_or_are_refused() {

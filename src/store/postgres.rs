@@ -1,0 +1,521 @@
+//! [`PostgresStore`]: durable records in PostgreSQL, for long retention.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use http::StatusCode;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::codec;
+use super::token::new_token;
+use super::{
+    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
+    StoreErrorKind,
+};
+use crate::fingerprint::Fingerprint;
+
+/// The default table name.
+const DEFAULT_TABLE: &str = "tower_idempotency";
+/// The default bound on each call.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The default number of rows [`PostgresStore::purge_expired`] deletes per call.
+const DEFAULT_PURGE_BATCH: i64 = 1000;
+
+/// A table name that is not a plain SQL identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid table name {0:?}: use `table` or `schema.table`, each part 1 to 63 \
+     characters of a-z, 0-9 and _, not starting with a digit"
+)]
+pub struct InvalidTableName(String);
+
+/// A durable store in PostgreSQL: records survive restarts, replicas sharing
+/// one database run each key once, and retention windows of 7 to 30 days cost
+/// disk, not memory.
+///
+/// - **Client**: `tokio-postgres` through a `deadpool-postgres` pool, which
+///   replaces broken connections by itself, so the store recovers after a
+///   database restart. Hand in your own pool with [`new`](Self::new), or let
+///   [`connect`](Self::connect) make one from a URL.
+/// - **One clock**: every lease and expiry is computed and compared with the
+///   database's `now()`, so replicas whose clocks disagree still agree on when
+///   a lease ends.
+/// - **One statement per operation**: claiming is one `INSERT ... ON CONFLICT
+///   ... DO UPDATE ... WHERE <expired>` that also returns the record the key
+///   holds, so a replay costs one round trip; recording, releasing and renewing
+///   are one fenced `UPDATE` or `DELETE` each. (A claim that loses a race to a
+///   claim committed while it ran sees no row, and runs once more.)
+///   Statements are prepared once per pooled connection.
+/// - **Bounded storage**: expired rows are deleted in bounded batches by
+///   [`purge_expired`](Self::purge_expired), or by a background
+///   [`Sweeper`](Self::spawn_sweeper).
+/// - **Byte-exact**: headers and bodies are `bytea`.
+///
+/// # Schema
+///
+/// [`migrate`](Self::migrate) creates it if missing (under an advisory lock,
+/// so replicas starting together do not trip over each other). To run your
+/// own migrations, with `tower_idempotency` as the table name:
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS tower_idempotency (
+///     key         bytea       PRIMARY KEY,  -- SHA-256 of (scope, key)
+///     fingerprint bytea       NOT NULL,     -- SHA-256 of the request
+///     token       bigint      NOT NULL,     -- fencing token of the claim
+///     completed   boolean     NOT NULL,     -- false: in flight
+///     expires_at  timestamptz NOT NULL,     -- end of the lease, or of the TTL
+///     status      smallint,                 -- NULL for a tombstone
+///     headers     bytea,
+///     body        bytea
+/// );
+/// CREATE INDEX IF NOT EXISTS tower_idempotency_expires_at
+///     ON tower_idempotency (expires_at);
+/// ```
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_idempotency::IdempotencyLayer;
+/// use tower_idempotency::store::PostgresStore;
+///
+/// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// store.migrate().await?;
+/// let _sweeper = store.spawn_sweeper(Duration::from_secs(60));
+/// let layer = IdempotencyLayer::new(store).ttl(Duration::from_secs(30 * 24 * 3600));
+/// # Ok(()) }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    table: String,
+    timeout: Duration,
+    purge_batch: i64,
+    sql: Statements,
+}
+
+/// The statements, written once for the table name.
+#[derive(Clone)]
+struct Statements {
+    claim: String,
+    record: String,
+    release: String,
+    renew: String,
+    purge: String,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        // A live in-flight claim of `token` ($2) on `key` ($1).
+        let owned = "key = $1 AND token = $2 AND NOT completed AND expires_at > now()";
+        Self {
+            // Inserts a claim, or takes over an expired row. When the row is
+            // live, nothing is written and the second branch reads it.
+            claim: format!(
+                "WITH claimed AS (
+                    INSERT INTO {table} AS held
+                        (key, fingerprint, token, completed, expires_at)
+                    VALUES ($1, $2, $3, false, now() + $4::bigint * interval '1 millisecond')
+                    ON CONFLICT (key) DO UPDATE SET
+                        fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token,
+                        completed = false, expires_at = EXCLUDED.expires_at,
+                        status = NULL, headers = NULL, body = NULL
+                    WHERE held.expires_at <= now()
+                    RETURNING true AS claimed
+                )
+                SELECT true, NULL::bytea, NULL::boolean, NULL::smallint, NULL::bytea, NULL::bytea
+                    FROM claimed
+                UNION ALL
+                SELECT false, fingerprint, completed, status, headers, body FROM {table}
+                    WHERE key = $1 AND expires_at > now() AND NOT EXISTS (SELECT FROM claimed)"
+            ),
+            record: format!(
+                "UPDATE {table} SET completed = true, status = $3, headers = $4, body = $5,
+                    expires_at = now() + $6::bigint * interval '1 millisecond'
+                    WHERE {owned}"
+            ),
+            release: format!("DELETE FROM {table} WHERE {owned}"),
+            renew: format!(
+                "UPDATE {table} SET expires_at = now() + $3::bigint * interval '1 millisecond'
+                    WHERE {owned}"
+            ),
+            purge: format!(
+                "DELETE FROM {table} WHERE key IN (
+                    SELECT key FROM {table} WHERE expires_at <= now()
+                    ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A store on a pool you made, with the table `tower_idempotency`.
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            table: DEFAULT_TABLE.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            purge_batch: DEFAULT_PURGE_BATCH,
+            sql: Statements::new(DEFAULT_TABLE),
+        }
+    }
+
+    /// A store with a pool of up to 16 connections to the database at `url`
+    /// (`postgres://user@host:port/db`), checked by one connection.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(DEFAULT_TIMEOUT))
+            .create_timeout(Some(DEFAULT_TIMEOUT))
+            .build()
+            .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
+        drop(pool.get().await.map_err(unavailable)?);
+        Ok(Self::new(pool))
+    }
+
+    /// The table the records live in: `table` or `schema.table`, plain
+    /// lowercase identifiers only. Default: `tower_idempotency`.
+    pub fn table(mut self, table: &str) -> Result<Self, InvalidTableName> {
+        let valid_part = |part: &str| {
+            (1..=63).contains(&part.len())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !part.as_bytes()[0].is_ascii_digit()
+        };
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() > 2 || !parts.iter().all(|part| valid_part(part)) {
+            return Err(InvalidTableName(table.to_owned()));
+        }
+        self.table = table.to_owned();
+        self.sql = Statements::new(table);
+        Ok(self)
+    }
+
+    /// The bound on each call to the database. Default: 2 seconds.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many expired rows [`purge_expired`](Self::purge_expired) deletes
+    /// at most per call. Default: 1000.
+    #[must_use]
+    pub fn purge_batch(mut self, rows: u32) -> Self {
+        self.purge_batch = i64::from(rows.max(1));
+        self
+    }
+
+    /// Creates the table and its index if they are missing. Safe to run from
+    /// every replica at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let table = &self.table;
+        let index = format!("{}_expires_at", table.replace('.', "_"));
+        let lock_name = format!("tower_idempotency:{table}");
+        let sql = format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('{lock_name}'));
+             CREATE TABLE IF NOT EXISTS {table} (
+                 key         bytea       PRIMARY KEY,
+                 fingerprint bytea       NOT NULL,
+                 token       bigint      NOT NULL,
+                 completed   boolean     NOT NULL,
+                 expires_at  timestamptz NOT NULL,
+                 status      smallint,
+                 headers     bytea,
+                 body        bytea
+             );
+             CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at);
+             COMMIT;"
+        );
+        let client = self.pool.get().await.map_err(unavailable)?;
+        self.bounded(async { client.batch_execute(&sql).await.map_err(unavailable) })
+            .await
+    }
+
+    /// Deletes up to the purge batch of expired rows (oldest first); returns
+    /// how many. Rows another call is deleting are skipped, so sweepers on
+    /// several replicas share the work.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.execute(&self.sql.purge, &[&self.purge_batch]).await
+    }
+
+    /// Starts a task that purges expired rows every `interval` (at once again
+    /// while a whole batch comes back). It stops when the returned [`Sweeper`]
+    /// is dropped.
+    pub fn spawn_sweeper(&self, interval: Duration) -> Sweeper {
+        let store = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match store.purge_expired().await {
+                    Ok(purged) if purged >= store.purge_batch as u64 => continue,
+                    Ok(_) => {}
+                    Err(error) => {
+                        crate::log::warn_store_error!(error, "idempotency sweeper failed to purge");
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Sweeper(task)
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+    }
+
+    /// Runs a prepared statement; returns the rows it touched.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let client = self.pool.get().await.map_err(unavailable)?;
+            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+            client
+                .execute(&statement, params)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Runs a prepared statement; returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.bounded(async {
+            let client = self.pool.get().await.map_err(unavailable)?;
+            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+            client.query(&statement, params).await.map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Runs a fenced statement: one row touched, or the lease is lost.
+    async fn fenced(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), StoreError> {
+        match self.execute(sql, params).await? {
+            1 => Ok(()),
+            _ => Err(StoreErrorKind::LeaseLost.into()),
+        }
+    }
+}
+
+/// A background purge of expired rows; dropping it stops the task.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[derive(Debug)]
+pub struct Sweeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::with_source(StoreErrorKind::Unavailable, error)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+/// A claim's answer, from the row the claim statement returned.
+fn decode_claim(
+    row: &tokio_postgres::Row,
+    token: FencingToken,
+) -> Result<ClaimOutcome, StoreError> {
+    let corrupt = |_| StoreError::new(StoreErrorKind::Corrupt);
+    let claimed: bool = row.try_get(0).map_err(corrupt)?;
+    if claimed {
+        return Ok(ClaimOutcome::Claimed(token));
+    }
+    let fingerprint: Vec<u8> = row.try_get(1).map_err(corrupt)?;
+    let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
+        .map(Fingerprint::from_bytes)
+        .map_err(|_| StoreError::new(StoreErrorKind::Corrupt))?;
+    let completed: bool = row.try_get(2).map_err(corrupt)?;
+    if !completed {
+        return Ok(ClaimOutcome::InFlight { fingerprint });
+    }
+    let status: Option<i16> = row.try_get(3).map_err(corrupt)?;
+    let headers: Option<Vec<u8>> = row.try_get(4).map_err(corrupt)?;
+    let body: Option<Vec<u8>> = row.try_get(5).map_err(corrupt)?;
+    let response = match (status, headers, body) {
+        (None, _, _) => None,
+        (Some(status), Some(headers), Some(body)) => {
+            let status = u16::try_from(status)
+                .ok()
+                .and_then(|status| StatusCode::from_u16(status).ok())
+                .ok_or(StoreErrorKind::Corrupt)?;
+            let mut headers = Bytes::from(headers);
+            let decoded = codec::decode_headers(&mut headers)?;
+            if !headers.is_empty() {
+                return Err(StoreErrorKind::Corrupt.into());
+            }
+            Some(RecordedResponse {
+                status,
+                headers: decoded,
+                body: Bytes::from(body),
+            })
+        }
+        _ => return Err(StoreErrorKind::Corrupt.into()),
+    };
+    Ok(ClaimOutcome::Completed(Record {
+        fingerprint,
+        response,
+    }))
+}
+
+impl Store for PostgresStore {
+    async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let token = new_token();
+        let (key_bytes, fp_bytes) = (&key.as_bytes()[..], &fingerprint.as_bytes()[..]);
+        let token_value = token.get() as i64;
+        let lease_ms = millis(lease);
+        // No row comes back only when another claim of the key committed
+        // while this statement ran, too late for its snapshot: run it again,
+        // with a fresh snapshot that sees that claim.
+        for _ in 0..3 {
+            let rows = self
+                .query(
+                    &self.sql.claim,
+                    &[&key_bytes, &fp_bytes, &token_value, &lease_ms],
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                return decode_claim(row, token);
+            }
+        }
+        Err(StoreErrorKind::Unavailable.into())
+    }
+
+    async fn record(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (status, headers, body) = match &record.response {
+            None => (None, None, None),
+            Some(response) => {
+                let mut headers = Vec::new();
+                codec::encode_headers(&response.headers, &mut headers);
+                let status = i16::try_from(response.status.as_u16()).ok();
+                (status, Some(headers), Some(&response.body[..]))
+            }
+        };
+        let token_value = token.get() as i64;
+        let ttl_ms = millis(ttl);
+        self.fenced(
+            &self.sql.record,
+            &[
+                &&key.as_bytes()[..],
+                &token_value,
+                &status,
+                &headers,
+                &body,
+                &ttl_ms,
+            ],
+        )
+        .await
+    }
+
+    async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+        let token_value = token.get() as i64;
+        self.fenced(&self.sql.release, &[&&key.as_bytes()[..], &token_value])
+            .await
+    }
+
+    async fn renew(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let token_value = token.get() as i64;
+        let lease_ms = millis(lease);
+        self.fenced(
+            &self.sql.renew,
+            &[&&key.as_bytes()[..], &token_value, &lease_ms],
+        )
+        .await
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.table)
+            .field("timeout", &self.timeout)
+            .field("purge_batch", &self.purge_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_validated() {
+        let store = || {
+            PostgresStore::new(
+                Pool::builder(Manager::from_config(
+                    tokio_postgres::Config::new(),
+                    NoTls,
+                    ManagerConfig::default(),
+                ))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .unwrap(),
+            )
+        };
+        for good in ["records", "idem_2", "app.records", "_x"] {
+            assert!(store().table(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            "Records",
+            "1abc",
+            "a-b",
+            "a.b.c",
+            "a;drop table x",
+            "a b",
+            ".a",
+            "a.",
+            &long,
+            "\"quoted\"",
+        ] {
+            assert!(store().table(bad).is_err(), "{bad}");
+        }
+    }
+}

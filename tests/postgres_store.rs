@@ -1,0 +1,365 @@
+//! `PostgresStore` against a real PostgreSQL (`DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`): the conformance suite, two
+//! replicas on one database, durability, purging, migrations and recovery.
+//!
+//! Each test uses a table of its own, dropped at its end. Without a database
+//! these tests skip with one line each, unless
+//! `TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1` (as in CI): then they fail.
+#![cfg(feature = "postgres")]
+
+mod common;
+#[macro_use]
+mod store_conformance;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Runs, post_json, send};
+use http::StatusCode;
+use tokio_postgres::NoTls;
+use tower_idempotency::store::{
+    ClaimOutcome, FencingToken, KeyDigest, PostgresStore, Record, Store, StoreError,
+};
+use tower_idempotency::{Fingerprint, IdempotencyLayer};
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn required() -> bool {
+    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A table name no other test or run uses (at most 63 characters).
+fn unique_table(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "ti_{name}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// A migrated store on a table of its own that is dropped with it, or `None`
+/// (skip).
+async fn store(name: &str) -> Option<TestStore> {
+    let table = unique_table(name);
+    let store = match PostgresStore::connect(&database_url()).await {
+        Ok(store) => store.table(&table).unwrap(),
+        Err(error) if !required() => {
+            eprintln!(
+                "skipping: no PostgreSQL at {} ({error}); set TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1 to fail instead",
+                database_url()
+            );
+            return None;
+        }
+        Err(error) => panic!("PostgreSQL required at {}: {error}", database_url()),
+    };
+    store.migrate().await.unwrap();
+    Some(TestStore { store, table })
+}
+
+async fn conformance_store() -> Option<TestStore> {
+    store("conf").await
+}
+
+store_conformance!(make = conformance_store, clock = real);
+
+/// A store whose table is dropped when the store is.
+#[derive(Debug)]
+struct TestStore {
+    store: PostgresStore,
+    table: String,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let table = self.table.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(sql(&format!("DROP TABLE IF EXISTS {table}")));
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Runs `statements` on a connection of its own.
+async fn sql(statements: &str) {
+    let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(statements).await.unwrap();
+}
+
+async fn count(query: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.query_one(query, &[]).await.unwrap().get(0)
+}
+
+impl Store for TestStore {
+    async fn claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.store.claim(key, fingerprint, lease).await
+    }
+
+    async fn record(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.store.record(key, token, record, ttl).await
+    }
+
+    async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+        self.store.release(key, token).await
+    }
+
+    async fn renew(
+        &self,
+        key: &KeyDigest,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.store.renew(key, token, lease).await
+    }
+}
+
+const FP: Fingerprint = Fingerprint::from_bytes([3; 32]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_database_run_a_key_once() {
+    let Some(shared) = store("replicas").await else {
+        return;
+    };
+    // Each replica has its own pool, on the same table.
+    let other = PostgresStore::connect(&database_url())
+        .await
+        .unwrap()
+        .table(&shared.table)
+        .unwrap();
+    common::replicas::two_replicas_run_a_key_once(shared.store.clone(), other).await;
+}
+
+#[tokio::test]
+async fn a_thirty_day_record_survives_a_new_pool() {
+    let Some(first) = store("durable").await else {
+        return;
+    };
+    let thirty_days = Duration::from_secs(30 * 24 * 3600);
+    let runs = Runs::default();
+    let app = |store: PostgresStore| {
+        let runs = runs.clone();
+        axum::Router::new()
+            .route(
+                "/orders",
+                axum::routing::post(move || {
+                    let runs = runs.clone();
+                    async move { (StatusCode::CREATED, format!("order {}", runs.add())) }
+                }),
+            )
+            .layer(IdempotencyLayer::new(store).ttl(thirty_days))
+    };
+    let original = send(&app(first.store.clone()), post_json("k1", "a")).await;
+    // A fresh store: a new pool, as after a restart of the process.
+    let restarted = PostgresStore::connect(&database_url())
+        .await
+        .unwrap()
+        .table(&first.table)
+        .unwrap();
+    let replay = send(&app(restarted), post_json("k1", "a")).await;
+    assert!(replay.is_replay());
+    assert_eq!(replay.body, original.body);
+    assert_eq!(runs.count(), 1);
+    let days_left = count(&format!(
+        "SELECT extract(day FROM expires_at - now())::bigint FROM {}",
+        first.table
+    ))
+    .await;
+    assert!((29..=30).contains(&days_left), "{days_left}");
+}
+
+#[tokio::test]
+async fn purge_removes_only_expired_rows_in_bounded_batches() {
+    let Some(test) = store("purge").await else {
+        return;
+    };
+    let store = test.store.clone().purge_batch(10);
+    // 25 claims whose one-millisecond lease runs out, and 5 live records.
+    for i in 0..25 {
+        let key = store_conformance::unique_key(&format!("expired-{i}"));
+        store
+            .claim(&key, &FP, Duration::from_millis(1))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        let key = store_conformance::unique_key(&format!("live-{i}"));
+        let ClaimOutcome::Claimed(token) = store
+            .claim(&key, &FP, Duration::from_secs(30))
+            .await
+            .unwrap()
+        else {
+            panic!("not claimed");
+        };
+        let record = Record {
+            fingerprint: FP,
+            response: Some(store_conformance::sample_response()),
+        };
+        store
+            .record(&key, token, record, Duration::from_secs(3600))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut batches = Vec::new();
+    loop {
+        let purged = store.purge_expired().await.unwrap();
+        batches.push(purged);
+        if purged == 0 {
+            break;
+        }
+    }
+    assert_eq!(batches, [10, 10, 5, 0], "bounded per call");
+    let left = count(&format!("SELECT count(*) FROM {}", test.table)).await;
+    assert_eq!(left, 5, "the live records remain");
+}
+
+#[tokio::test]
+async fn a_sweeper_purges_in_the_background_until_dropped() {
+    let Some(test) = store("sweeper").await else {
+        return;
+    };
+    let store = test.store.clone();
+    for i in 0..5 {
+        let key = store_conformance::unique_key(&format!("sweep-{i}"));
+        store
+            .claim(&key, &FP, Duration::from_millis(1))
+            .await
+            .unwrap();
+    }
+    let sweeper = store.spawn_sweeper(Duration::from_millis(50));
+    let table = test.table.clone();
+    let mut left = 5;
+    for _ in 0..100 {
+        left = count(&format!("SELECT count(*) FROM {table}")).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0);
+    drop(sweeper);
+    let key = store_conformance::unique_key("after-sweeper");
+    store
+        .claim(&key, &FP, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM {table}")).await,
+        1,
+        "the sweeper stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_migrating_together_all_succeed() {
+    let Some(test) = store("migrate").await else {
+        return;
+    };
+    // A fresh table that none has created yet.
+    let table = unique_table("migrate_race");
+    let race = TestStore {
+        store: test.store.clone().table(&table).unwrap(),
+        table,
+    };
+    let store = race.store.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    store
+        .claim(
+            &store_conformance::unique_key("m"),
+            &FP,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_recovers_after_its_connections_are_killed() {
+    let Some(test) = store("recover").await else {
+        return;
+    };
+    let application = format!("ti-recover-{}", std::process::id());
+    let url = format!("{}?application_name={application}", database_url());
+    let store = PostgresStore::connect(&url)
+        .await
+        .unwrap()
+        .table(&test.table)
+        .unwrap();
+    let runs = Runs::default();
+    let app = common::replicas::app(store, &runs, Duration::ZERO);
+    assert_eq!(
+        send(&app, post_json("before", "a")).await.status,
+        StatusCode::CREATED
+    );
+    sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{application}'"
+    ))
+    .await;
+    // A request may meet a dead connection once; the pool replaces it.
+    let mut recovered = false;
+    for _ in 0..20 {
+        let answer = send(&app, post_json("after", "a")).await;
+        if answer.status == StatusCode::CREATED {
+            recovered = true;
+            break;
+        }
+        answer.assert_problem(503, "idempotency_store_unavailable");
+    }
+    assert!(recovered, "the pool never recovered");
+    assert!(send(&app, post_json("after", "a")).await.is_replay());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_503_within_the_timeout() {
+    // Port 1 is closed: a pool that cannot connect.
+    let config: tokio_postgres::Config = "postgres://postgres@127.0.0.1:1/test".parse().unwrap();
+    let manager = deadpool_postgres::Manager::new(config, NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .unwrap();
+    let runs = Runs::default();
+    let app = common::replicas::app(PostgresStore::new(pool), &runs, Duration::ZERO);
+    let started = std::time::Instant::now();
+    send(&app, post_json("k1", "a"))
+        .await
+        .assert_problem(503, "idempotency_store_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(3), "no hang");
+    assert_eq!(runs.count(), 0);
+}
