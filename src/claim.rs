@@ -18,7 +18,7 @@ use crate::lease::LeaseKeeper;
 use crate::log::warn_store_error;
 use crate::store::{
     ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind,
+    StoreErrorKind, within,
 };
 
 /// What a layer's services share: the configuration and the store.
@@ -55,12 +55,11 @@ impl<St: Store> Shared<St> {
             else {
                 return (outcome, claimed_at);
             };
-            let waited = tokio::time::timeout(
+            let waited = within(
                 remaining + self.config.store_timeout,
                 store.wait_settled(key, attempt, remaining),
             )
-            .await
-            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()));
+            .await;
             if let Err(error) = waited {
                 return (Err(error), claimed_at);
             }
@@ -73,9 +72,7 @@ impl<St: Store> Shared<St> {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.config.store_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+        within(self.config.store_timeout, call).await
     }
 }
 

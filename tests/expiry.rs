@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Runs, post_json, send};
+use common::{post_json, send};
 use http::StatusCode;
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
@@ -58,34 +58,10 @@ async fn expired_records_are_removed_by_the_store() {
     }
 }
 
-/// A handler whose first run hangs until released; later runs answer at once.
-fn first_run_hangs() -> (axum::Router, Runs, common::Gate, Arc<MemoryStore>) {
-    let store = Arc::new(MemoryStore::new());
-    let layer = IdempotencyLayer::from_shared_store(store.clone()).lease(Duration::from_secs(10));
-    let (runs, gate) = (Runs::default(), common::Gate::default());
-    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
-                async move {
-                    let n = runs.add();
-                    if n == 1 {
-                        gate.started.notify_one();
-                        gate.finish.notified().await;
-                    }
-                    (StatusCode::CREATED, format!("owner {n}"))
-                }
-            }),
-        )
-        .layer(layer);
-    (app, runs, gate, store)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_lease_lets_the_next_retry_claim_and_fences_the_stale_owner() {
-    let (app, runs, gate, _) = first_run_hangs();
+    let layer = IdempotencyLayer::new(MemoryStore::new()).lease(Duration::from_secs(10));
+    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::CREATED);
     let stale = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

@@ -161,24 +161,7 @@ async fn a_crashed_owner_loses_the_key_after_one_lease_and_is_fenced_off() {
     store.set(Fault::FailRenewals);
     let lease = Duration::from_secs(30);
     let layer = IdempotencyLayer::new(store.clone()).lease(lease);
-    let runs = Runs::default();
-    let gate = common::Gate::default();
-    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
-                async move {
-                    let n = runs.add();
-                    if n == 1 {
-                        gate.finish.notified().await;
-                    }
-                    (StatusCode::CREATED, format!("owner {n}"))
-                }
-            }),
-        )
-        .layer(layer);
+    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::CREATED);
     let stale = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{FaultyStore, PollingStore, Runs, gated_app, post_json, send};
+use common::{FaultyStore, PollingStore, gated_app, post_json, send};
 use http::{StatusCode, header};
 use tokio::time::Instant;
 use tower_idempotency::IdempotencyLayer;
@@ -82,26 +82,8 @@ async fn past_the_bound_a_waiter_gets_409_with_retry_after() {
 #[tokio::test(start_paused = true)]
 async fn when_the_owner_fails_one_waiter_runs_and_the_others_replay_it() {
     let store = FaultyStore::default();
-    let runs = Runs::default();
-    let gate = common::Gate::default();
-    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
-                async move {
-                    let n = runs.add();
-                    if n == 1 {
-                        gate.started.notify_one();
-                        gate.finish.notified().await;
-                        return (StatusCode::SERVICE_UNAVAILABLE, "busy".to_owned());
-                    }
-                    (StatusCode::CREATED, format!("run {n}"))
-                }
-            }),
-        )
-        .layer(IdempotencyLayer::new(store.clone()).wait_in_flight(Duration::from_secs(60)));
+    let layer = IdempotencyLayer::new(store.clone()).wait_in_flight(Duration::from_secs(60));
+    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::SERVICE_UNAVAILABLE);
     let owner = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }
@@ -122,7 +104,7 @@ async fn when_the_owner_fails_one_waiter_runs_and_the_others_replay_it() {
     for waiter in waiters {
         let answer = waiter.await.unwrap();
         assert_eq!(answer.status, StatusCode::CREATED);
-        assert_eq!(answer.body, "run 2");
+        assert_eq!(answer.body, "owner 2");
         fresh += usize::from(!answer.is_replay());
     }
     assert_eq!(fresh, 1, "one waiter ran, the rest replayed it");

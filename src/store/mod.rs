@@ -202,6 +202,16 @@ impl StoreError {
     }
 }
 
+/// Runs one store call, failing with [`StoreErrorKind::Timeout`] past `timeout`.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+}
+
 impl From<StoreErrorKind> for StoreError {
     fn from(kind: StoreErrorKind) -> Self {
         Self::new(kind)

@@ -13,7 +13,7 @@ use super::codec;
 use super::token::new_token;
 use super::{
     ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind,
+    StoreErrorKind, within,
 };
 use crate::fingerprint::Fingerprint;
 
@@ -279,9 +279,7 @@ impl PostgresStore {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+        within(self.timeout, call).await
     }
 
     /// Runs a prepared statement; returns the rows it touched.

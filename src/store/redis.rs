@@ -10,7 +10,9 @@ use redis::{Client, RedisError, Script};
 
 use super::codec;
 use super::token::new_token;
-use super::{ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind};
+use super::{
+    ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind, within,
+};
 use crate::fingerprint::Fingerprint;
 
 /// Claims a free key, or returns what it holds. One round trip.
@@ -157,10 +159,13 @@ impl RedisStore {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(StoreErrorKind::Timeout.into()),
-        }
+        within(self.timeout, async {
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 
     /// Runs a script that answers 1 if the token owned the claim, 0 if not.

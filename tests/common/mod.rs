@@ -340,3 +340,32 @@ impl Store for PollingStore {
         self.0.renew(key, token, lease).await
     }
 }
+
+/// `POST /orders` whose first run signals `started`, waits for `finish` and
+/// answers `first_status`; later runs answer 201 at once. Bodies: `owner {n}`.
+pub fn first_run_blocks<St: Store>(
+    layer: IdempotencyLayer<St>,
+    first_status: StatusCode,
+) -> (Router, Runs, Gate) {
+    let runs = Runs::default();
+    let gate = Gate::default();
+    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
+    let app = Router::new()
+        .route(
+            "/orders",
+            post(move || {
+                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
+                async move {
+                    let n = runs.add();
+                    if n > 1 {
+                        return (StatusCode::CREATED, format!("owner {n}"));
+                    }
+                    gate.started.notify_one();
+                    gate.finish.notified().await;
+                    (first_status, format!("owner {n}"))
+                }
+            }),
+        )
+        .layer(layer);
+    (app, runs, gate)
+}
