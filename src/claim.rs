@@ -18,7 +18,7 @@ use crate::lease::LeaseKeeper;
 use crate::log::warn_store_error;
 use crate::store::{
     ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind, within,
+    StoreErrorKind, Within, within,
 };
 
 /// What a layer's services share: the configuration and the store.
@@ -68,11 +68,8 @@ impl<St: Store> Shared<St> {
     }
 
     /// Runs one store call, bounded by the store timeout.
-    pub(crate) async fn bounded<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        within(self.config.store_timeout, call).await
+    pub(crate) fn bounded<F>(&self, call: F) -> Within<F> {
+        within(self.config.store_timeout, call)
     }
 }
 
@@ -156,7 +153,7 @@ impl<St: Store> Claim<St> {
             fingerprint: self.fingerprint,
             response,
         };
-        let result = self.try_record(record.clone()).await;
+        let result = record_once(&self.shared, &self.key, self.token, &record).await;
         self.settled = true;
         match result {
             Ok(()) => {}
@@ -173,21 +170,6 @@ impl<St: Store> Claim<St> {
                 );
                 self.keep_recording(record);
             }
-        }
-    }
-
-    /// One record call. It borrows nothing from the claim, so the claim (whose
-    /// lease keeper is `Send` but not `Sync`) is never shared across an await.
-    fn try_record(
-        &self,
-        record: Record,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + use<St> {
-        let (shared, key, token) = (Arc::clone(&self.shared), self.key, self.token);
-        async move {
-            let ttl = shared.config.ttl;
-            shared
-                .bounded(shared.store.record(&key, token, record, ttl))
-                .await
         }
     }
 
@@ -214,7 +196,7 @@ impl<St: Store> Claim<St> {
                     );
                     return;
                 }
-                match retry.try_record(record.clone()).await {
+                match record_once(&retry.shared, &retry.key, retry.token, &record).await {
                     Ok(()) => return,
                     Err(error) if error.kind() == StoreErrorKind::LeaseLost => return,
                     Err(_) => backoff = (backoff * 2).min(Duration::from_secs(1)),
@@ -222,6 +204,18 @@ impl<St: Store> Claim<St> {
             }
         });
     }
+}
+
+/// One record call, bounded by the store timeout. It takes the claim's parts,
+/// not the claim, so the claim (whose lease keeper is `Send` but not `Sync`)
+/// is never shared across an await.
+fn record_once<'a, St: Store>(
+    shared: &'a Shared<St>,
+    key: &'a KeyDigest,
+    token: FencingToken,
+    record: &'a Record,
+) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
+    shared.bounded(shared.store.record(key, token, record, shared.config.ttl))
 }
 
 impl<St: Store> Drop for Claim<St> {

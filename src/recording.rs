@@ -51,18 +51,23 @@ const NOT_RECORDED: [HeaderName; 12] = [
 /// The headers of `headers` that a replay sends again, multi-valued headers
 /// kept whole and in order.
 pub(crate) fn recordable_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = headers.clone();
-    for name in &NOT_RECORDED {
-        kept.remove(name);
-    }
-    // Headers that the Connection header names are hop-by-hop too.
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(names) = value.to_str() else { continue };
-        for name in names.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                kept.remove(name);
-            }
+    let named_by_connection = |name: &HeaderName| {
+        headers.get_all(header::CONNECTION).iter().any(|value| {
+            value.to_str().is_ok_and(|names| {
+                names
+                    .split(',')
+                    .any(|named| named.trim().eq_ignore_ascii_case(name.as_str()))
+            })
+        })
+    };
+    let has_connection = headers.contains_key(header::CONNECTION);
+    let mut kept = HeaderMap::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        // Most responses carry no Connection header: one look at the fixed list.
+        if NOT_RECORDED.contains(name) || (has_connection && named_by_connection(name)) {
+            continue;
         }
+        kept.append(name.clone(), value.clone());
     }
     kept
 }

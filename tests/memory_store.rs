@@ -29,7 +29,7 @@ async fn complete(store: &MemoryStore, name: &str) {
         fingerprint: FP,
         response: Some(sample_response()),
     };
-    store.record(&key, token, record, TTL).await.unwrap();
+    store.record(&key, token, &record, TTL).await.unwrap();
 }
 
 #[tokio::test]

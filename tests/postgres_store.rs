@@ -120,7 +120,7 @@ impl Store for TestStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.store.record(key, token, record, ttl).await
@@ -222,7 +222,7 @@ async fn purge_removes_only_expired_rows_in_bounded_batches() {
             response: Some(store_conformance::sample_response()),
         };
         store
-            .record(&key, token, record, Duration::from_secs(3600))
+            .record(&key, token, &record, Duration::from_secs(3600))
             .await
             .unwrap();
     }

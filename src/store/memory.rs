@@ -54,7 +54,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    entries: DashMap<KeyDigest, Entry>,
+    entries: DashMap<KeyDigest, Entry, DigestHash>,
     /// Deadlines of entries, one min-queue per shard of digests. An item may be
     /// stale (its entry moved to a later deadline or left); removal checks the
     /// entry itself.
@@ -68,12 +68,49 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Self {
         Self {
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(DigestHash),
             expiry: (0..EXPIRY_SHARDS).map(|_| Mutex::default()).collect(),
             len: AtomicUsize::new(0),
             capacity: None,
             next_token: AtomicU64::new(1),
         }
+    }
+}
+
+/// Hashes a [`KeyDigest`] by its first eight bytes: it is already a SHA-256,
+/// uniformly spread, so hashing it again (SipHash, the map's default) would be
+/// work for nothing. Keys are digests of (scope, key), so a client cannot
+/// choose them to collide.
+#[derive(Debug, Clone, Copy, Default)]
+struct DigestHash;
+
+impl std::hash::BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// The hasher of [`DigestHash`]: the first eight bytes written (a digest),
+/// mixed with anything else written (the length prefix of the array).
+#[derive(Debug)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(5) ^ n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -374,12 +411,12 @@ impl Store for MemoryStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.inner.with_owned(key, token, |entry, now| {
             *entry = Entry::Completed {
-                record,
+                record: record.clone(),
                 expires_at: now + ttl,
             };
         })

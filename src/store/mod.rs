@@ -203,13 +203,52 @@ impl StoreError {
 }
 
 /// Runs one store call, failing with [`StoreErrorKind::Timeout`] past `timeout`.
-pub(crate) async fn within<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or_else(|_| Err(StoreErrorKind::Timeout.into()))
+pub(crate) fn within<F>(timeout: Duration, call: F) -> Within<F> {
+    Within {
+        call,
+        timeout,
+        timer: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A store call with a deadline. The call is polled before a timer is
+    /// set, so a call that is ready at once (every memory store call) reads no
+    /// clock and registers no timer; the timer is boxed, so it takes no room
+    /// in the futures that await this one.
+    pub(crate) struct Within<F> {
+        #[pin]
+        call: F,
+        timeout: Duration,
+        timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F, T> Future for Within<F>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(result) = this.call.poll(cx) {
+            return std::task::Poll::Ready(result);
+        }
+        let timeout = *this.timeout;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                std::task::Poll::Ready(Err(StoreErrorKind::Timeout.into()))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
 }
 
 impl From<StoreErrorKind> for StoreError {
@@ -247,7 +286,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -275,11 +275,8 @@ impl PostgresStore {
         Sweeper(task)
     }
 
-    async fn bounded<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        within(self.timeout, call).await
+    fn bounded<F>(&self, call: F) -> super::Within<F> {
+        within(self.timeout, call)
     }
 
     /// Runs a prepared statement; returns the rows it touched.
@@ -418,7 +415,7 @@ impl Store for PostgresStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let (status, headers, body) = match &record.response {

@@ -238,7 +238,7 @@ impl Store for RedisStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut value = Vec::new();

@@ -202,7 +202,7 @@ impl Store for FaultyStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.record_attempts.fetch_add(1, Ordering::SeqCst);
@@ -321,7 +321,7 @@ impl Store for PollingStore {
         &self,
         key: &KeyDigest,
         token: FencingToken,
-        record: Record,
+        record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.0.record(key, token, record, ttl).await

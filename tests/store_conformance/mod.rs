@@ -156,10 +156,7 @@ pub async fn a_record_is_returned_byte_for_byte<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, token, record.clone(), TTL)
-        .await
-        .unwrap();
+    store.record(&key, token, &record, TTL).await.unwrap();
     // Same answer whoever asks: the layer compares fingerprints.
     for fp in [FP_A, FP_B] {
         assert_eq!(
@@ -176,10 +173,7 @@ pub async fn a_tombstone_round_trips<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: None,
     };
-    store
-        .record(&key, token, tombstone.clone(), TTL)
-        .await
-        .unwrap();
+    store.record(&key, token, &tombstone, TTL).await.unwrap();
     assert_eq!(
         store.claim(&key, &FP_A, LEASE).await.unwrap(),
         ClaimOutcome::Completed(tombstone)
@@ -201,15 +195,12 @@ pub async fn a_settled_token_can_do_nothing_more<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, token, record.clone(), TTL)
-        .await
-        .unwrap();
+    store.record(&key, token, &record, TTL).await.unwrap();
     let other = Record {
         fingerprint: FP_B,
         response: None,
     };
-    lease_lost(store.record(&key, token, other, TTL).await);
+    lease_lost(store.record(&key, token, &other, TTL).await);
     lease_lost(store.release(&key, token).await);
     lease_lost(store.renew(&key, token, LEASE).await);
     assert_eq!(
@@ -246,7 +237,7 @@ pub async fn a_record_expires_after_its_ttl<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store.record(&key, token, record, SHORT).await.unwrap();
+    store.record(&key, token, &record, SHORT).await.unwrap();
     assert!(matches!(
         store.claim(&key, &FP_A, LEASE).await.unwrap(),
         ClaimOutcome::Completed(_)
@@ -267,7 +258,7 @@ pub async fn a_stale_owner_is_fenced_off<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: None,
     };
-    lease_lost(store.record(&key, stale, stale_record, TTL).await);
+    lease_lost(store.record(&key, stale, &stale_record, TTL).await);
     lease_lost(store.release(&key, stale).await);
     lease_lost(store.renew(&key, stale, LEASE).await);
     // The new owner is untouched.
@@ -275,10 +266,7 @@ pub async fn a_stale_owner_is_fenced_off<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, owner, record.clone(), TTL)
-        .await
-        .unwrap();
+    store.record(&key, owner, &record, TTL).await.unwrap();
     assert_eq!(
         store.claim(&key, &FP_A, LEASE).await.unwrap(),
         ClaimOutcome::Completed(record)
