@@ -1,10 +1,14 @@
-//! The layer against the bare service, in the same run: no key, a fresh key
-//! and a replay, with a 1 KiB JSON body and a ~100-byte 201 response.
+//! The layer against the bare service, measured in the same run, through
+//! `tower::ServiceExt::oneshot` on an axum `Router` whose handler answers 201
+//! with ~100 bytes. After each group the ratio of throughputs is printed:
+//! `ratio <group>/<scenario>: 0.62 x bare`.
 //!
-//! `cargo bench --bench layer`; the ratio to the bare service is printed
-//! after each group.
+//! ```text
+//! cargo bench --bench layer                       # memory store
+//! cargo bench --bench layer --features redis,postgres   # and the shared stores, if they answer
+//! ```
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,29 +19,52 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
 use tower::ServiceExt;
-use tower_idempotency::{IdempotencyLayer, MemoryStore};
+use tower_idempotency::store::{ClaimOutcome, KeyDigest, Record, RecordedResponse};
+use tower_idempotency::{Fingerprint, IdempotencyKey, IdempotencyLayer, MemoryStore, Scope, Store};
 
-const RESPONSE: &str = r#"{"id":12345,"status":"created","amount":1999,"currency":"eur","note":"benchmark order body"}"#;
+/// The handler's answer: ~100 bytes.
+const RESPONSE: &str =
+    r#"{"id":12345,"status":"created","amount":1999,"currency":"eur","note":"a benchmark order"}"#;
 
-fn body_1k() -> Bytes {
+/// A JSON body of exactly `len` bytes (empty for 0).
+fn json_body(len: usize) -> Bytes {
+    if len < 16 {
+        return Bytes::from(" ".repeat(len));
+    }
     let mut json = String::from(r#"{"items":["#);
-    while json.len() < 1000 {
+    while json.len() + 40 < len {
         json.push_str(r#"{"sku":"abc","qty":1},"#);
     }
-    json.push_str(r#"{"sku":"end","qty":1}]}"#);
+    json.push_str(r#"{"sku":"end"}]}"#);
+    while json.len() < len {
+        json.push(' ');
+    }
     Bytes::from(json)
 }
 
-fn handler_app() -> Router {
-    Router::new().route(
-        "/orders",
-        post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
-    )
+/// The app: `POST /orders` answers at once, `POST /hang` never answers (it
+/// keeps a key in flight for the in-flight scenario).
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/orders",
+            post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
+        )
+        .route("/hang", post(std::future::pending::<StatusCode>))
 }
 
-fn request(key: Option<String>, body: &Bytes) -> Request<Body> {
-    let mut builder = Request::post("/orders").header("content-type", "application/json");
+fn layered<St: Store>(store: Arc<St>) -> Router {
+    // `with_state` turns handlers into routes once, as `axum::serve` does;
+    // without it a `Router` rebuilds them, layers and all, on every call.
+    app()
+        .layer(IdempotencyLayer::from_shared_store(store))
+        .with_state(())
+}
+
+fn request(path: &str, key: Option<&str>, body: &Bytes) -> Request<Body> {
+    let mut builder = Request::post(path).header("content-type", "application/json");
     if let Some(key) = key {
         builder = builder.header("idempotency-key", key);
     }
@@ -47,17 +74,12 @@ fn request(key: Option<String>, body: &Bytes) -> Request<Body> {
     }
 }
 
-async fn call(app: &Router, request: Request<Body>) -> Result<Bytes, Infallible> {
-    let response = app.clone().oneshot(request).await?;
-    Ok(response
-        .into_body()
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-        .unwrap_or_default())
+async fn call(app: &Router, request: Request<Body>) {
+    let Ok(response) = app.clone().oneshot(request).await;
+    let _ = response.into_body().collect().await;
 }
 
-/// The mean time of one call over every sample criterion took.
+/// Mean time per call, over every sample criterion took.
 #[derive(Default)]
 struct Mean {
     elapsed: Duration,
@@ -76,96 +98,495 @@ impl Mean {
     }
 }
 
-/// Builds the request of iteration `i`.
+/// Makes the request of iteration `i`.
 type MakeRequest<'a> = dyn Fn(u64) -> Request<Body> + 'a;
 
-/// Mean time of one call over `iters` calls.
-fn time_calls<F>(
-    runtime: &tokio::runtime::Runtime,
-    iters: u64,
-    mut make: F,
-    app: &Router,
-) -> Duration
-where
-    F: FnMut(u64) -> Request<Body>,
-{
-    runtime.block_on(async {
-        let start = Instant::now();
-        for i in 0..iters {
-            let _ = call(app, make(i)).await;
-        }
-        start.elapsed()
-    })
+/// A scenario: its name, the app, and its requests.
+struct Scenario<'a> {
+    name: &'a str,
+    app: &'a Router,
+    make: &'a MakeRequest<'a>,
 }
 
-fn bench_layer(c: &mut Criterion) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Benchmarks `bare` and each scenario on one task, and prints ratios.
+fn compare(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    group_name: &str,
+    bare: Scenario<'_>,
+    scenarios: &[Scenario<'_>],
+) {
+    let mut group = c.benchmark_group(group_name);
+    let mut means: Vec<(String, Mean)> = Vec::new();
+    for scenario in std::iter::once(&bare).chain(scenarios) {
+        let mut mean = Mean::default();
+        group.bench_function(scenario.name, |b| {
+            b.iter_custom(|iters| {
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        call(scenario.app, (scenario.make)(i)).await;
+                    }
+                    start.elapsed()
+                });
+                mean.add(elapsed, iters)
+            })
+        });
+        means.push((scenario.name.to_owned(), mean));
+    }
+    group.finish();
+    let bare_secs = means[0].1.secs();
+    for (name, mean) in &means[1..] {
+        println!(
+            "ratio {group_name}/{name}: {:.2} x bare ({:.2} µs vs {:.2} µs)",
+            bare_secs / mean.secs(),
+            mean.secs() * 1e6,
+            bare_secs * 1e6
+        );
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("runtime: {error}"),
+    }
+}
+
+/// Unique keys for fresh requests, across every group.
+static FRESH: AtomicU64 = AtomicU64::new(0);
+
+fn fresh_key() -> String {
+    format!("fresh-{}", FRESH.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Records `n` keys straight into the store, as earlier traffic would have.
+async fn prefill(store: &MemoryStore, n: usize) {
+    let fingerprint = Fingerprint::from_bytes([7; 32]);
+    let response = RecordedResponse {
+        status: StatusCode::CREATED,
+        headers: http::HeaderMap::new(),
+        body: Bytes::from_static(RESPONSE.as_bytes()),
+    };
+    let record = Record {
+        fingerprint,
+        response: Some(response),
+    };
+    for i in 0..n {
+        let key = match IdempotencyKey::parse(format!("prefill-{i}").as_bytes()) {
+            Ok(key) => key,
+            Err(error) => panic!("key: {error}"),
+        };
+        let digest = KeyDigest::new(&Scope::global(), &key);
+        let lease = Duration::from_secs(30);
+        if let Ok(ClaimOutcome::Claimed(token)) = store.claim(&digest, &fingerprint, lease).await {
+            let _ = store
+                .record(&digest, token, &record, Duration::from_secs(86_400))
+                .await;
+        }
+    }
+}
+
+fn scenarios(c: &mut Criterion) {
+    let runtime = current_thread();
+    let body = json_body(1024);
+    let other = json_body(1000);
+    let bare = app().with_state(());
+    let store = Arc::new(MemoryStore::new());
+    let app = layered(store.clone());
+    runtime.block_on(async {
+        prefill(&store, 1000).await;
+        call(&app, request("/orders", Some("replayed"), &body)).await;
+        call(&app, request("/orders", Some("mismatched"), &body)).await;
+        // Held in flight for the whole run by a request that never ends.
+        let holder = app.clone();
+        let held = request("/hang", Some("in-flight"), &body);
+        tokio::spawn(async move { call(&holder, held).await });
+        tokio::task::yield_now().await;
+    });
+    compare(
+        c,
+        &runtime,
+        "scenarios_1KiB",
+        Scenario {
+            name: "bare",
+            app: &bare,
+            make: &|_| request("/orders", None, &body),
+        },
+        &[
+            Scenario {
+                name: "no_key",
+                app: &app,
+                make: &|_| request("/orders", None, &body),
+            },
+            Scenario {
+                name: "fresh",
+                app: &app,
+                make: &|_| request("/orders", Some(&fresh_key()), &body),
+            },
+            Scenario {
+                name: "replay",
+                app: &app,
+                make: &|_| request("/orders", Some("replayed"), &body),
+            },
+            Scenario {
+                name: "mismatch",
+                app: &app,
+                make: &|_| request("/orders", Some("mismatched"), &other),
+            },
+            Scenario {
+                name: "in_flight",
+                app: &app,
+                make: &|_| request("/hang", Some("in-flight"), &body),
+            },
+        ],
+    );
+}
+
+fn body_sizes(c: &mut Criterion) {
+    let runtime = current_thread();
+    for (label, len) in [
+        ("0B", 0),
+        ("1KiB", 1024),
+        ("64KiB", 64 * 1024),
+        ("1MiB", 1024 * 1024),
+    ] {
+        let body = json_body(len);
+        let bare = app().with_state(());
+        let app = layered(Arc::new(MemoryStore::new()));
+        runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
+        compare(
+            c,
+            &runtime,
+            &format!("body_{label}"),
+            Scenario {
+                name: "bare",
+                app: &bare,
+                make: &|_| request("/orders", None, &body),
+            },
+            &[
+                Scenario {
+                    name: "fresh",
+                    app: &app,
+                    make: &|_| request("/orders", Some(&fresh_key()), &body),
+                },
+                Scenario {
+                    name: "replay",
+                    app: &app,
+                    make: &|_| request("/orders", Some("replayed"), &body),
+                },
+            ],
+        );
+    }
+}
+
+fn store_sizes(c: &mut Criterion) {
+    let runtime = current_thread();
+    let body = json_body(1024);
+    let bare = app().with_state(());
+    for (label, n) in [("1k", 1_000), ("100k", 100_000), ("1M", 1_000_000)] {
+        let store = Arc::new(MemoryStore::new());
+        let app = layered(store.clone());
+        runtime.block_on(async {
+            prefill(&store, n).await;
+            call(&app, request("/orders", Some("replayed"), &body)).await;
+        });
+        compare(
+            c,
+            &runtime,
+            &format!("store_{label}_keys"),
+            Scenario {
+                name: "bare",
+                app: &bare,
+                make: &|_| request("/orders", None, &body),
+            },
+            &[
+                Scenario {
+                    name: "fresh",
+                    app: &app,
+                    make: &|_| request("/orders", Some(&fresh_key()), &body),
+                },
+                Scenario {
+                    name: "replay",
+                    app: &app,
+                    make: &|_| request("/orders", Some("replayed"), &body),
+                },
+            ],
+        );
+    }
+}
+
+/// 2 worker threads, 32 tasks sharing the requests of each sample.
+fn concurrent(c: &mut Criterion) {
+    const TASKS: u64 = 32;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => panic!("runtime: {error}"),
     };
-    let body = body_1k();
-    let bare = handler_app();
-    let layered = handler_app().layer(IdempotencyLayer::new(MemoryStore::new()));
-    // Run to completion costs nothing on requests that are not dropped: the
-    // same fresh-key scenario with it switched off shows that.
-    let no_completion =
-        handler_app().layer(IdempotencyLayer::new(MemoryStore::new()).run_to_completion(false));
-    let counter = AtomicU64::new(0);
-
-    // Record one key for the replay scenario.
-    runtime.block_on(async {
-        let _ = call(&layered, request(Some("replayed".into()), &body)).await;
-    });
-
-    let mut group = c.benchmark_group("single_task_1KiB");
-    let mut bare_total = Mean::default();
-    group.bench_function("bare", |b| {
-        b.iter_custom(|iters| {
-            let elapsed = time_calls(&runtime, iters, |_| request(None, &body), &bare);
-            bare_total.add(elapsed, iters)
-        })
-    });
-    let scenarios: [(&str, &MakeRequest<'_>); 3] = [
-        ("no_key", &|_| request(None, &body)),
-        ("fresh_key", &|_| {
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            request(Some(format!("fresh-{n}")), &body)
-        }),
-        ("replay", &|_| request(Some("replayed".into()), &body)),
+    let body = json_body(1024);
+    let bare = app().with_state(());
+    let app = layered(Arc::new(MemoryStore::new()));
+    runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
+    let mut group = c.benchmark_group("concurrent_2_workers_32_tasks");
+    let mut means: Vec<(&str, Mean)> = Vec::new();
+    let cases: [(&str, &Router, Option<&str>); 4] = [
+        ("bare", &bare, None),
+        ("no_key", &app, None),
+        ("fresh", &app, Some("")),
+        ("replay", &app, Some("replayed")),
     ];
-    for (name, make) in scenarios {
-        let mut total = Mean::default();
+    for (name, router, key) in cases {
+        let mut mean = Mean::default();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = time_calls(&runtime, iters, make, &layered);
-                total.add(elapsed, iters)
+                let per_task = iters.div_ceil(TASKS);
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let (router, body) = (router.clone(), body.clone());
+                            let key = key.map(str::to_owned);
+                            tokio::spawn(async move {
+                                for _ in 0..per_task {
+                                    let key = match key.as_deref() {
+                                        Some("") => Some(fresh_key()),
+                                        other => other.map(str::to_owned),
+                                    };
+                                    call(&router, request("/orders", key.as_deref(), &body)).await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                    start.elapsed()
+                });
+                mean.add(elapsed, per_task * TASKS)
             })
         });
+        means.push((name, mean));
+    }
+    group.finish();
+    let bare_secs = means[0].1.secs();
+    for (name, mean) in &means[1..] {
         println!(
-            "ratio {name}: {:.2} x bare throughput",
-            bare_total.secs() / total.secs()
+            "ratio concurrent/{name}: {:.2} x bare throughput",
+            bare_secs / mean.secs()
         );
     }
-    let mut total = Mean::default();
-    group.bench_function("fresh_key_run_to_completion_off", |b| {
-        b.iter_custom(|iters| {
-            let make = |_| {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                request(Some(format!("fresh-{n}")), &body)
-            };
-            let elapsed = time_calls(&runtime, iters, make, &no_completion);
-            total.add(elapsed, iters)
-        })
-    });
-    println!(
-        "ratio fresh_key_run_to_completion_off: {:.2} x bare throughput",
-        bare_total.secs() / total.secs()
-    );
-    group.finish();
 }
 
-criterion_group!(benches, bench_layer);
+/// The layer's fingerprint (SHA-256 over the framed request) against the
+/// `sha2` crate hashing the same body alone.
+fn fingerprinting(c: &mut Criterion) {
+    let (parts, ()) = match Request::post("/orders?x=1").body(()) {
+        Ok(request) => request.into_parts(),
+        Err(error) => panic!("request: {error}"),
+    };
+    for (label, len) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
+        let body = json_body(len);
+        let mut group = c.benchmark_group(format!("sha256_{label}"));
+        let (mut alone, mut ours) = (Mean::default(), Mean::default());
+        group.bench_function("sha2_alone", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(Sha256::digest(std::hint::black_box(&body)));
+                }
+                alone.add(start.elapsed(), iters)
+            })
+        });
+        group.bench_function("fingerprint", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(Fingerprint::of(&parts, std::hint::black_box(&body)));
+                }
+                ours.add(start.elapsed(), iters)
+            })
+        });
+        group.finish();
+        println!(
+            "ratio sha256_{label}/fingerprint: {:.3} x the time of sha2 alone",
+            ours.secs() / alone.secs()
+        );
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(c: &mut Criterion) {
+    use tower_idempotency::store::RedisStore;
+    let runtime = current_thread();
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("tower-idempotency-bench:{}:", std::process::id());
+    let Ok(store) = runtime.block_on(RedisStore::connect(&url)) else {
+        println!("skipping redis benches: no Redis at {url}");
+        return;
+    };
+    let store = Arc::new(store.prefix(&prefix));
+    let body = json_body(1024);
+    let bare = app().with_state(());
+    let app = layered(store);
+    runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
+    // The baseline: a plain SET and GET pair from the same client.
+    let mut connection = match runtime.block_on(async {
+        let client = redis::Client::open(url.as_str())?;
+        redis::aio::ConnectionManager::new(client).await
+    }) {
+        Ok(connection) => connection,
+        Err(error) => panic!("redis: {error}"),
+    };
+    let mut group = c.benchmark_group("redis_set_get_pair");
+    let mut pair = Mean::default();
+    group.bench_function("set_get", |b| {
+        b.iter_custom(|iters| {
+            let elapsed = runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let key = format!("{prefix}pair:{}", i % 1000);
+                    let _: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(RESPONSE)
+                        .arg("PX")
+                        .arg(60_000)
+                        .query_async(&mut connection)
+                        .await;
+                    let _: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await;
+                }
+                start.elapsed()
+            });
+            pair.add(elapsed, iters)
+        })
+    });
+    group.finish();
+    compare(
+        c,
+        &runtime,
+        "redis_1KiB",
+        Scenario {
+            name: "bare",
+            app: &bare,
+            make: &|_| request("/orders", None, &body),
+        },
+        &[
+            Scenario {
+                name: "fresh",
+                app: &app,
+                make: &|_| request("/orders", Some(&fresh_key()), &body),
+            },
+            Scenario {
+                name: "replay",
+                app: &app,
+                make: &|_| request("/orders", Some("replayed"), &body),
+            },
+        ],
+    );
+    // Against the SET+GET pair, the fresh and replay means measured just now.
+    let measure = |name: &str, key: &dyn Fn() -> String| {
+        let iters = 2000;
+        let elapsed = runtime.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                call(&app, request("/orders", Some(&key()), &body)).await;
+            }
+            start.elapsed()
+        });
+        let secs = elapsed.as_secs_f64() / f64::from(iters);
+        println!(
+            "ratio redis/{name}: {:.2} x the throughput of a SET+GET pair ({:.1} µs vs {:.1} µs)",
+            pair.secs() / secs,
+            secs * 1e6,
+            pair.secs() * 1e6
+        );
+    };
+    measure("fresh", &fresh_key);
+    measure("replay", &|| "replayed".to_owned());
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &mut Criterion) {}
+
+#[cfg(feature = "postgres")]
+fn postgres_store(c: &mut Criterion) {
+    use tower_idempotency::store::PostgresStore;
+    let runtime = current_thread();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let table = format!("ti_bench_{}", std::process::id());
+    let store = runtime.block_on(async {
+        let store = PostgresStore::connect(&url)
+            .await
+            .ok()?
+            .table(&table)
+            .ok()?;
+        store.migrate().await.ok()?;
+        Some(store)
+    });
+    let Some(store) = store else {
+        println!("skipping postgres benches: no PostgreSQL at {url}");
+        return;
+    };
+    let body = json_body(1024);
+    let bare = app().with_state(());
+    let app = layered(Arc::new(store));
+    runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
+    compare(
+        c,
+        &runtime,
+        "postgres_1KiB",
+        Scenario {
+            name: "bare",
+            app: &bare,
+            make: &|_| request("/orders", None, &body),
+        },
+        &[
+            Scenario {
+                name: "fresh",
+                app: &app,
+                make: &|_| request("/orders", Some(&fresh_key()), &body),
+            },
+            Scenario {
+                name: "replay",
+                app: &app,
+                make: &|_| request("/orders", Some("replayed"), &body),
+            },
+        ],
+    );
+    runtime.block_on(async {
+        if let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await;
+        }
+    });
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_store(_: &mut Criterion) {}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = scenarios, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
+}
 criterion_main!(benches);

@@ -18,17 +18,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::{RecordedResponse, StoreError, StoreErrorKind};
 
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const VERSION: u8 = 1;
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const TOMBSTONE: u8 = 0;
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 const RESPONSE: u8 = 1;
 /// The smallest encoded header: two length fields and a one-byte name.
 const MIN_HEADER_LEN: usize = 2 + 1 + 4;
 
 /// Appends the encoded form of `response` (`None`: a tombstone) to `out`.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn encode(response: Option<&RecordedResponse>, out: &mut Vec<u8>) {
     out.put_u8(VERSION);
     let Some(response) = response else {
@@ -77,7 +73,6 @@ pub(crate) fn decode_headers(bytes: &mut Bytes) -> Result<HeaderMap, StoreError>
 }
 
 /// Decodes what [`encode`] wrote. The body shares `bytes` (no copy).
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn decode(mut bytes: Bytes) -> Result<Option<RecordedResponse>, StoreError> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
     if bytes.remaining() < 2 || bytes.get_u8() != VERSION {

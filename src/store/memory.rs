@@ -11,7 +11,13 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind};
+use bytes::Bytes;
+
+use super::codec;
+use super::{
+    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
+    StoreErrorKind,
+};
 use crate::fingerprint::Fingerprint;
 
 /// Number of expiry queues; a power of two so a digest byte picks one.
@@ -21,6 +27,9 @@ const EXPIRY_SHARDS: usize = 64;
 const SWEEP_PER_CLAIM: usize = 4;
 /// Live claims looked past, at most, to make room for one new key when full.
 const EVICTION_SCAN: usize = 64;
+/// Bodies up to this size are packed into the record's one allocation; larger
+/// ones are kept as the response's own `Bytes`, without a copy.
+const INLINE_BODY: usize = 4096;
 
 /// The default store: records in this process's memory, on a [`DashMap`].
 ///
@@ -34,11 +43,15 @@ const EVICTION_SCAN: usize = 64;
 ///   store is full, a new key first removes an expired entry, else evicts the
 ///   completed record closest to expiry in its expiry queue (one of 64, chosen
 ///   by the key's digest; the next ones if that queue has none). In-flight
-///   claims are never evicted. If none can be evicted, the claim fails with [`StoreErrorKind::CapacityExhausted`] and
-///   the layer answers 503. Concurrent claims may overshoot the bound by at most
+///   claims are never evicted. If none can be evicted, the claim fails with
+///   [`StoreErrorKind::CapacityExhausted`] and the layer answers 503. Concurrent claims may overshoot the bound by at most
 ///   their number. An evicted key has lost its protection: a late retry with it
 ///   runs again, so size the store for the keys one TTL brings.
 /// - **Time** is Tokio's clock, so tests can pause and advance it.
+/// - **Memory** is kept small: a map slot is 72 bytes; a record is one
+///   allocation holding its fingerprint, status, headers and (up to 4 KiB)
+///   body, packed; a larger body is kept as the response's own `Bytes`, not
+///   copied. Measured by `examples/memory_per_record.rs`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,15 +67,19 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    entries: DashMap<KeyDigest, Entry, DigestHash>,
-    /// Deadlines of entries, one min-queue per shard of digests. An item may be
-    /// stale (its entry moved to a later deadline or left); removal checks the
+    entries: DashMap<MapKey, Entry, DigestHash>,
+    /// Deadlines of entries, one min-queue per shard of digests. Every entry
+    /// has an item no later than its deadline: scheduled by its claim, moved
+    /// on by the sweep when the entry's deadline has moved later (a record, a
+    /// renewal). An item may be stale (its entry left); the sweep checks the
     /// entry itself.
     expiry: Box<[Mutex<ExpiryQueue>]>,
     /// Number of entries (kept here: `DashMap::len` locks every shard).
     len: AtomicUsize,
     capacity: Option<usize>,
     next_token: AtomicU64,
+    /// Time zero of the store's ticks.
+    epoch: Instant,
 }
 
 impl Default for Inner {
@@ -73,11 +90,35 @@ impl Default for Inner {
             len: AtomicUsize::new(0),
             capacity: None,
             next_token: AtomicU64::new(1),
+            epoch: Instant::now(),
         }
     }
 }
 
-/// Hashes a [`KeyDigest`] by its first eight bytes: it is already a SHA-256,
+/// Nanoseconds since the store's epoch, on Tokio's clock: eight bytes where an
+/// `Instant` takes sixteen.
+type Tick = u64;
+
+fn ticks(duration: Duration) -> Tick {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The map's key: the first 128 bits of the (scope, key) digest. Two keys
+/// share it with odds of 2^-128 per pair (a billion keys: about 10^-21), and it
+/// cannot be chosen to collide (it is a SHA-256). Half the size of the whole
+/// digest, in every map slot and every expiry item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct MapKey([u8; 16]);
+
+impl MapKey {
+    fn of(digest: &KeyDigest) -> Self {
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest.as_bytes()[..16]);
+        Self(key)
+    }
+}
+
+/// Hashes a [`MapKey`] by its first eight bytes: it is already a SHA-256,
 /// uniformly spread, so hashing it again (SipHash, the map's default) would be
 /// work for nothing. Keys are digests of (scope, key), so a client cannot
 /// choose them to collide.
@@ -115,22 +156,83 @@ impl std::hash::Hasher for DigestHasher {
 }
 
 /// Deadlines, earliest first.
-type ExpiryQueue = BinaryHeap<Reverse<(Instant, KeyDigest)>>;
+type ExpiryQueue = BinaryHeap<Reverse<(Tick, MapKey)>>;
+
+/// What the store holds for a key, until `deadline` (the end of the lease, or
+/// of the TTL).
+#[derive(Debug)]
+struct Entry {
+    deadline: Tick,
+    state: State,
+}
 
 #[derive(Debug)]
-enum Entry {
-    InFlight {
-        fingerprint: Fingerprint,
-        token: FencingToken,
-        lease_until: Instant,
-        /// Requests waiting for this claim to settle; told when the entry is
-        /// replaced or removed.
-        waiters: Waiters,
-    },
-    Completed {
-        record: Record,
-        expires_at: Instant,
-    },
+enum State {
+    InFlight(Box<InFlight>),
+    Completed(PackedRecord),
+}
+
+#[derive(Debug)]
+struct InFlight {
+    fingerprint: Fingerprint,
+    token: FencingToken,
+    /// Requests waiting for this claim to settle; told when the entry is
+    /// replaced or removed.
+    waiters: Waiters,
+}
+
+/// A record in as little memory as it takes: the fingerprint, then the
+/// record in the networked stores' binary form (body included up to
+/// [`INLINE_BODY`]); a larger body stays the response's own `Bytes`.
+#[derive(Debug)]
+enum PackedRecord {
+    Inline(Box<[u8]>),
+    LargeBody(Box<(Box<[u8]>, Bytes)>),
+}
+
+impl PackedRecord {
+    fn pack(record: &Record) -> Self {
+        let mut packed = Vec::from(&record.fingerprint.as_bytes()[..]);
+        match &record.response {
+            Some(response) if response.body.len() > INLINE_BODY => {
+                let head = RecordedResponse {
+                    status: response.status,
+                    headers: response.headers.clone(),
+                    body: Bytes::new(),
+                };
+                codec::encode(Some(&head), &mut packed);
+                Self::LargeBody(Box::new((packed.into_boxed_slice(), response.body.clone())))
+            }
+            response => {
+                codec::encode(response.as_ref(), &mut packed);
+                Self::Inline(packed.into_boxed_slice())
+            }
+        }
+    }
+
+    fn packed(&self) -> &[u8] {
+        match self {
+            Self::Inline(packed) => packed,
+            Self::LargeBody(large) => &large.0,
+        }
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(&self.packed()[..32]);
+        Fingerprint::from_bytes(bytes)
+    }
+
+    fn unpack(&self) -> Result<Record, StoreError> {
+        let mut response = codec::decode(Bytes::copy_from_slice(&self.packed()[32..]))?;
+        if let (Self::LargeBody(large), Some(response)) = (self, &mut response) {
+            response.body = large.1.clone();
+        }
+        Ok(Record {
+            fingerprint: self.fingerprint(),
+            response,
+        })
+    }
 }
 
 /// The requests waiting on an in-flight claim: made by the first waiter, and
@@ -148,21 +250,14 @@ impl Drop for Waiters {
 }
 
 impl Entry {
-    fn deadline(&self) -> Instant {
-        match self {
-            Self::InFlight { lease_until, .. } => *lease_until,
-            Self::Completed { expires_at, .. } => *expires_at,
-        }
-    }
-
-    fn is_live(&self, now: Instant) -> bool {
-        self.deadline() > now
+    fn is_live(&self, now: Tick) -> bool {
+        self.deadline > now
     }
 
     /// Whether `token` owns this entry's live lease.
-    fn is_owned_by(&self, token: FencingToken, now: Instant) -> bool {
-        matches!(self, Self::InFlight { token: owner, lease_until, .. }
-            if *owner == token && *lease_until > now)
+    fn is_owned_by(&self, token: FencingToken, now: Tick) -> bool {
+        matches!(&self.state, State::InFlight(in_flight) if in_flight.token == token)
+            && self.is_live(now)
     }
 }
 
@@ -196,7 +291,7 @@ impl MemoryStore {
 
     /// Removes every expired record and lapsed claim now; returns how many.
     pub fn purge_expired(&self) -> usize {
-        let now = Instant::now();
+        let now = self.inner.now();
         (0..EXPIRY_SHARDS)
             .map(|shard| self.inner.sweep(shard, now, usize::MAX))
             .sum()
@@ -204,8 +299,12 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn shard_of(key: &KeyDigest) -> usize {
-        usize::from(key.as_bytes()[0]) % EXPIRY_SHARDS
+    fn now(&self) -> Tick {
+        ticks(Instant::now().saturating_duration_since(self.epoch))
+    }
+
+    fn shard_of(key: &MapKey) -> usize {
+        usize::from(key.0[0]) % EXPIRY_SHARDS
     }
 
     fn queue(&self, shard: usize) -> MutexGuard<'_, ExpiryQueue> {
@@ -216,12 +315,12 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn schedule(&self, key: KeyDigest, deadline: Instant) {
+    fn schedule(&self, key: MapKey, deadline: Tick) {
         self.queue(Self::shard_of(&key))
             .push(Reverse((deadline, key)));
     }
 
-    fn remove_if(&self, key: &KeyDigest, f: impl FnOnce(&Entry) -> bool) -> bool {
+    fn remove_if(&self, key: &MapKey, f: impl FnOnce(&Entry) -> bool) -> bool {
         let removed = self.entries.remove_if(key, |_, entry| f(entry)).is_some();
         if removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
@@ -230,7 +329,7 @@ impl Inner {
     }
 
     /// Removes up to `max` expired entries of one shard.
-    fn sweep(&self, shard: usize, now: Instant, max: usize) -> usize {
+    fn sweep(&self, shard: usize, now: Tick, max: usize) -> usize {
         let mut queue = self.queue(shard);
         let mut removed = 0;
         for _ in 0..max {
@@ -243,6 +342,9 @@ impl Inner {
             };
             if self.remove_if(&key, |entry| !entry.is_live(now)) {
                 removed += 1;
+            } else if let Some(entry) = self.entries.get(&key) {
+                // Recorded or renewed since: its one item moves to its deadline.
+                queue.push(Reverse((entry.deadline, key)));
             }
         }
         removed
@@ -252,14 +354,14 @@ impl Inner {
     /// record closest to expiry in a queue, trying the queue `key` falls in
     /// first, then the next ones, looking past at most [`EVICTION_SCAN`] live
     /// claims in all.
-    fn make_room(&self, key: &KeyDigest, now: Instant) -> bool {
+    fn make_room(&self, key: &MapKey, now: Tick) -> bool {
         let first = Self::shard_of(key);
         let mut budget = EVICTION_SCAN;
         (0..EXPIRY_SHARDS)
             .any(|i| budget > 0 && self.evict_one((first + i) % EXPIRY_SHARDS, now, &mut budget))
     }
 
-    fn evict_one(&self, shard: usize, now: Instant, budget: &mut usize) -> bool {
+    fn evict_one(&self, shard: usize, now: Tick, budget: &mut usize) -> bool {
         let mut queue = self.queue(shard);
         let mut kept = Vec::new();
         let mut evicted = false;
@@ -268,7 +370,7 @@ impl Inner {
                 break;
             };
             let removed = self.remove_if(&key, |entry| {
-                !entry.is_live(now) || matches!(entry, Entry::Completed { .. })
+                !entry.is_live(now) || matches!(entry.state, State::Completed(_))
             });
             if removed {
                 evicted = true;
@@ -289,32 +391,34 @@ impl Inner {
             .is_some_and(|capacity| self.len.load(Ordering::Relaxed) >= capacity)
     }
 
-    fn claim(&self, key: &KeyDigest, fingerprint: &Fingerprint, lease: Duration) -> MapClaim {
-        let now = Instant::now();
+    fn claim(
+        &self,
+        key: &MapKey,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<MapClaim, StoreError> {
+        let now = self.now();
         self.sweep(Self::shard_of(key), now, SWEEP_PER_CLAIM);
-        let lease_until = now + lease;
-        let in_flight = |token| Entry::InFlight {
-            fingerprint: *fingerprint,
-            token,
-            lease_until,
-            waiters: Waiters::default(),
+        let lease_until = now.saturating_add(ticks(lease));
+        let in_flight = |token| Entry {
+            deadline: lease_until,
+            state: State::InFlight(Box::new(InFlight {
+                fingerprint: *fingerprint,
+                token,
+                waiters: Waiters::default(),
+            })),
         };
         let token = match self.entries.entry(*key) {
             MapEntry::Occupied(mut occupied) => {
-                match occupied.get() {
-                    Entry::InFlight {
-                        fingerprint,
-                        lease_until,
-                        ..
-                    } if *lease_until > now => {
-                        return MapClaim::Done(ClaimOutcome::InFlight {
-                            fingerprint: *fingerprint,
-                        });
-                    }
-                    Entry::Completed { record, expires_at } if *expires_at > now => {
-                        return MapClaim::Done(ClaimOutcome::Completed(record.clone()));
-                    }
-                    _ => {}
+                let held = occupied.get();
+                if held.is_live(now) {
+                    let outcome = match &held.state {
+                        State::InFlight(in_flight) => ClaimOutcome::InFlight {
+                            fingerprint: in_flight.fingerprint,
+                        },
+                        State::Completed(record) => ClaimOutcome::Completed(record.unpack()?),
+                    };
+                    return Ok(MapClaim::Done(outcome));
                 }
                 let token = self.new_token();
                 occupied.insert(in_flight(token));
@@ -322,7 +426,7 @@ impl Inner {
             }
             MapEntry::Vacant(vacant) => {
                 if self.is_full() {
-                    return MapClaim::Full;
+                    return Ok(MapClaim::Full);
                 }
                 let token = self.new_token();
                 vacant.insert(in_flight(token));
@@ -331,26 +435,18 @@ impl Inner {
             }
         };
         self.schedule(*key, lease_until);
-        MapClaim::Done(ClaimOutcome::Claimed(token))
+        Ok(MapClaim::Done(ClaimOutcome::Claimed(token)))
     }
 
     /// The waiters of `key` if it is in flight under a live lease: a
     /// notification handle, the owner's token and the end of its lease.
-    fn waiters(
-        &self,
-        key: &KeyDigest,
-        now: Instant,
-    ) -> Option<(Arc<Notify>, FencingToken, Instant)> {
+    fn waiters(&self, key: &MapKey, now: Tick) -> Option<(Arc<Notify>, FencingToken, Tick)> {
         let mut entry = self.entries.get_mut(key)?;
-        match &mut *entry {
-            Entry::InFlight {
-                token,
-                lease_until,
-                waiters,
-                ..
-            } if *lease_until > now => {
-                let notify = waiters.0.get_or_insert_with(Arc::default);
-                Some((Arc::clone(notify), *token, *lease_until))
+        let deadline = entry.deadline;
+        match &mut entry.state {
+            State::InFlight(in_flight) if deadline > now => {
+                let notify = in_flight.waiters.0.get_or_insert_with(Arc::default);
+                Some((Arc::clone(notify), in_flight.token, deadline))
             }
             _ => None,
         }
@@ -363,20 +459,20 @@ impl Inner {
     /// Applies `f` to the entry if `token` owns its live lease.
     fn with_owned(
         &self,
-        key: &KeyDigest,
+        key: &MapKey,
         token: FencingToken,
-        f: impl FnOnce(&mut Entry, Instant),
+        f: impl FnOnce(&mut Entry, Tick),
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let now = self.now();
         let mut entry = self
             .entries
             .get_mut(key)
             .filter(|entry| entry.is_owned_by(token, now))
             .ok_or(StoreErrorKind::LeaseLost)?;
+        // The entry keeps the one expiry item its claim scheduled: a record or
+        // a renewal only moves its deadline later, and the sweep moves the
+        // item when it comes due. One item per entry, not one per update.
         f(&mut entry, now);
-        let deadline = entry.deadline();
-        drop(entry);
-        self.schedule(*key, deadline);
         Ok(())
     }
 }
@@ -394,14 +490,15 @@ impl Store for MemoryStore {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        match self.inner.claim(key, fingerprint, lease) {
+        let key = &MapKey::of(key);
+        match self.inner.claim(key, fingerprint, lease)? {
             MapClaim::Done(outcome) => return Ok(outcome),
             MapClaim::Full => {}
         }
-        if !self.inner.make_room(key, Instant::now()) {
+        if !self.inner.make_room(key, self.inner.now()) {
             return Err(StoreErrorKind::CapacityExhausted.into());
         }
-        match self.inner.claim(key, fingerprint, lease) {
+        match self.inner.claim(key, fingerprint, lease)? {
             MapClaim::Done(outcome) => Ok(outcome),
             MapClaim::Full => Err(StoreErrorKind::CapacityExhausted.into()),
         }
@@ -414,19 +511,21 @@ impl Store for MemoryStore {
         record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.inner.with_owned(key, token, |entry, now| {
-            *entry = Entry::Completed {
-                record: record.clone(),
-                expires_at: now + ttl,
-            };
-        })
+        let packed = PackedRecord::pack(record);
+        self.inner
+            .with_owned(&MapKey::of(key), token, |entry, now| {
+                *entry = Entry {
+                    deadline: now.saturating_add(ticks(ttl)),
+                    state: State::Completed(packed),
+                };
+            })
     }
 
     async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let now = self.inner.now();
         if self
             .inner
-            .remove_if(key, |entry| entry.is_owned_by(token, now))
+            .remove_if(&MapKey::of(key), |entry| entry.is_owned_by(token, now))
         {
             Ok(())
         } else {
@@ -440,11 +539,10 @@ impl Store for MemoryStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        self.inner.with_owned(key, token, |entry, now| {
-            if let Entry::InFlight { lease_until, .. } = entry {
-                *lease_until = now + lease;
-            }
-        })
+        self.inner
+            .with_owned(&MapKey::of(key), token, |entry, now| {
+                entry.deadline = now.saturating_add(ticks(lease));
+            })
     }
 
     /// Returns as soon as the claim settles: the waiter is told, not polling.
@@ -454,7 +552,8 @@ impl Store for MemoryStore {
         _attempt: u32,
         max: Duration,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let now = self.inner.now();
+        let key = &MapKey::of(key);
         let Some((notify, token, lease_until)) = self.inner.waiters(key, now) else {
             return Ok(());
         };
@@ -471,7 +570,7 @@ impl Store for MemoryStore {
             return Ok(());
         }
         // A lapse tells no one: wake at the end of the lease at the latest.
-        let wait = max.min(lease_until.saturating_duration_since(now));
+        let wait = max.min(Duration::from_nanos(lease_until.saturating_sub(now)));
         let _ = tokio::time::timeout(wait, notified).await;
         Ok(())
     }

@@ -19,7 +19,6 @@ use crate::fingerprint::{Fingerprint, Framer};
 use crate::key::IdempotencyKey;
 use crate::scope::Scope;
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
 mod codec;
 mod memory;
 #[cfg(feature = "postgres")]
