@@ -32,7 +32,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             .layer(IdempotencyLayer::new(MemoryStore::new()))
             .route("/bare", post(create));
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        println!("bench server listening on http://{}", listener.local_addr()?);
+        println!(
+            "bench server listening on http://{}",
+            listener.local_addr()?
+        );
         axum::serve(listener, app).await?;
         Ok(())
     })
