@@ -37,31 +37,55 @@ impl<St: Store> Shared<St> {
         key: &KeyDigest,
         fingerprint: &Fingerprint,
     ) -> (Result<ClaimOutcome, StoreError>, Instant) {
-        let deadline = self
-            .config
-            .wait_in_flight
-            .map(|bound| Instant::now() + bound);
+        let claimed_at = Instant::now();
+        let outcome = self.claim_once(key, fingerprint).await;
+        match (&outcome, self.config.wait_in_flight) {
+            (
+                Ok(ClaimOutcome::InFlight {
+                    fingerprint: theirs,
+                }),
+                Some(bound),
+            ) if theirs == fingerprint => {
+                // Boxed: the waiting loop takes no room in every request's future.
+                Box::pin(self.wait_and_claim(key, fingerprint, claimed_at + bound)).await
+            }
+            _ => (outcome, claimed_at),
+        }
+    }
+
+    fn claim_once<'a>(
+        &'a self,
+        key: &'a KeyDigest,
+        fingerprint: &'a Fingerprint,
+    ) -> Within<impl Future<Output = Result<ClaimOutcome, StoreError>> + Send + 'a> {
+        self.bounded(self.store.claim(key, fingerprint, self.config.lease))
+    }
+
+    /// Waits for the in-flight claim of `key` to settle and claims again,
+    /// until `deadline`.
+    async fn wait_and_claim(
+        &self,
+        key: &KeyDigest,
+        fingerprint: &Fingerprint,
+        deadline: Instant,
+    ) -> (Result<ClaimOutcome, StoreError>, Instant) {
         let mut attempt = 0;
         loop {
-            let claimed_at = Instant::now();
-            let store = &self.store;
-            let outcome = self
-                .bounded(store.claim(key, fingerprint, self.config.lease))
-                .await;
-            let waiting = matches!(&outcome,
-                Ok(ClaimOutcome::InFlight { fingerprint: theirs }) if theirs == fingerprint);
-            let remaining = deadline.map(|deadline| deadline.saturating_duration_since(claimed_at));
-            let Some(remaining) = remaining.filter(|remaining| waiting && !remaining.is_zero())
-            else {
-                return (outcome, claimed_at);
-            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let waited = within(
                 remaining + self.config.store_timeout,
-                store.wait_settled(key, attempt, remaining),
+                self.store.wait_settled(key, attempt, remaining),
             )
             .await;
+            let claimed_at = Instant::now();
             if let Err(error) = waited {
                 return (Err(error), claimed_at);
+            }
+            let outcome = self.claim_once(key, fingerprint).await;
+            let waiting = matches!(&outcome,
+                Ok(ClaimOutcome::InFlight { fingerprint: theirs }) if theirs == fingerprint);
+            if !waiting || Instant::now() >= deadline {
+                return (outcome, claimed_at);
             }
             attempt = attempt.saturating_add(1);
         }

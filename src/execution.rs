@@ -38,31 +38,37 @@ where
         detach,
     }
     .await;
-    respond(claim, result).await
+    let (response, settle) = respond(claim, result);
+    if let Some(settle) = settle {
+        settle.await;
+    }
+    response
 }
+
+/// A store call that must finish before the response goes out: a release, or
+/// the record of an empty body. Boxed, so that the common path (a body that
+/// records itself as it streams) carries no room for it.
+type Settle = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Turns the service's answer into the layer's response: an error or a
 /// status the policy does not record releases the claim; anything else streams
 /// through a recording body.
-async fn respond<St, B, E>(
+fn respond<St, B, E>(
     claim: Claim<St>,
     result: Result<Response<B>, E>,
-) -> Result<Response<ResponseBody<B>>, E>
+) -> (Result<Response<ResponseBody<B>>, E>, Option<Settle>)
 where
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
 {
     let response = match result {
         Ok(response) => response,
-        Err(error) => {
-            claim.release().await;
-            return Err(error);
-        }
+        Err(error) => return (Err(error), Some(Box::pin(claim.release()))),
     };
     let config = claim.config();
     if !(config.record_policy)(response.status()) {
-        claim.release().await;
-        return Ok(response.map(ResponseBody::inner));
+        let response = response.map(ResponseBody::inner);
+        return (Ok(response), Some(Box::pin(claim.release())));
     }
     let (parts, body) = response.into_parts();
     let headers = recordable_headers(&parts.headers);
@@ -77,8 +83,11 @@ where
             headers,
             body: Bytes::new(),
         };
-        claim.record(Some(recorded)).await;
-        return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
+        let record = Box::pin(claim.record(Some(recorded)));
+        return (
+            Ok(Response::from_parts(parts, ResponseBody::inner(body))),
+            Some(record),
+        );
     }
     let limit = config.response_record_limit;
     let detach = config
@@ -90,7 +99,7 @@ where
         headers,
     });
     let body = ResponseBody::recording(body, limit, expected_len, pending, detach);
-    Ok(Response::from_parts(parts, body))
+    (Ok(Response::from_parts(parts, body)), None)
 }
 
 /// The service's future under its claim, renewing the lease while it is
@@ -167,7 +176,11 @@ where
             detach: None,
         };
         let (result, claim) = running.await;
-        if let Ok(response) = respond(claim, result).await {
+        let (response, settle) = respond(claim, result);
+        if let Some(settle) = settle {
+            settle.await;
+        }
+        if let Ok(response) = response {
             drain(response.into_body()).await;
         }
     });

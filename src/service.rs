@@ -15,6 +15,7 @@ use crate::body::ResponseBody;
 use crate::claim::{Claim, Shared};
 use crate::decision::Decision;
 use crate::execution::execute;
+use crate::fingerprint::Fingerprint;
 use crate::future::{ResponseFuture, rejection_response};
 use crate::key::{IdempotencyKey, key_from_headers};
 use crate::layer::Config;
@@ -116,7 +117,7 @@ where
 /// A protected request, from its body to its answer.
 async fn protect<S, St, ReqB, ResB>(
     shared: Arc<Shared<St>>,
-    inner: S,
+    mut inner: S,
     request: Request<ReqB>,
     key: IdempotencyKey,
 ) -> Result<Response<ResponseBody<ResB>>, S::Error>
@@ -128,38 +129,55 @@ where
     ReqB: Body<Data = Bytes>,
     ResB: Body<Data = Bytes> + Send + 'static,
 {
-    let config = &shared.config;
-    let (mut parts, body) = request.into_parts();
-    if declared_len(&parts.headers).is_some_and(|len| len > config.request_body_limit as u64) {
-        return Ok(rejection_response(Rejection::RequestTooLarge));
-    }
-    let body = match buffer(body, config.request_body_limit).await {
-        Ok(body) => body,
-        Err(BufferError::TooLarge) => return Ok(rejection_response(Rejection::RequestTooLarge)),
-        Err(BufferError::Unreadable) => {
-            return Ok(rejection_response(Rejection::RequestBodyUnreadable));
-        }
+    let (request, fingerprint, digest) = match prepare(&shared.config, request, key).await {
+        Ok(prepared) => prepared,
+        Err(rejection) => return Ok(rejection_response(rejection)),
     };
-    let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
-    let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
-    parts.extensions.insert(key);
-    let request = Request::from_parts(parts, RequestBody::buffered(body));
-
     let (claim, claimed_at) = shared.claim(&digest, &fingerprint).await;
-    match config.decision.decide(claim, &fingerprint) {
+    match shared.config.decision.decide(claim, &fingerprint) {
         Decision::Run(token) => {
             let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);
-            let mut inner = inner;
             execute(claim, inner.call(request)).await
         }
         Decision::Replay(response) => Ok(replay(response)),
         Decision::Reject(rejection) => Ok(rejection_response(rejection)),
         Decision::RunUnprotected => {
-            let mut inner = inner;
-            let response = inner.call(request).await?;
+            // Boxed: the rare fail-open path takes no room in every request's future.
+            let response = Box::pin(inner.call(request)).await?;
             Ok(response.map(ResponseBody::inner))
         }
     }
+}
+
+/// Reads the body (within the limit), fingerprints the request and names its
+/// record: the request as the service will see it (the key in its
+/// extensions), its fingerprint, and the digest of (scope, key).
+async fn prepare<ReqB>(
+    config: &Config,
+    request: Request<ReqB>,
+    key: IdempotencyKey,
+) -> Result<(Request<RequestBody<ReqB>>, Fingerprint, KeyDigest), Rejection>
+where
+    ReqB: Body<Data = Bytes>,
+{
+    let (mut parts, body) = request.into_parts();
+    if declared_len(&parts.headers).is_some_and(|len| len > config.request_body_limit as u64) {
+        return Err(Rejection::RequestTooLarge);
+    }
+    let body = buffer(body, config.request_body_limit)
+        .await
+        .map_err(|error| match error {
+            BufferError::TooLarge => Rejection::RequestTooLarge,
+            BufferError::Unreadable => Rejection::RequestBodyUnreadable,
+        })?;
+    let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
+    let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
+    parts.extensions.insert(key);
+    Ok((
+        Request::from_parts(parts, RequestBody::buffered(body)),
+        fingerprint,
+        digest,
+    ))
 }
 
 /// The recorded response, sent again.
