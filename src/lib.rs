@@ -12,6 +12,9 @@ mod decision;
 mod execution;
 mod fingerprint;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod layer;
 mod lease;

@@ -19,12 +19,12 @@ use crate::fingerprint::{Fingerprint, Framer};
 use crate::key::IdempotencyKey;
 use crate::scope::Scope;
 
-mod codec;
+pub(crate) mod codec;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod token;
 

@@ -195,7 +195,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// What a claim found in a key's value.
-fn decode_held(held: Vec<u8>) -> Result<ClaimOutcome, StoreError> {
+pub(crate) fn decode_held(held: Vec<u8>) -> Result<ClaimOutcome, StoreError> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
     let held = Bytes::from(held);
     if held.len() < 33 {
