@@ -178,6 +178,7 @@ async fn a_client_that_hangs_up_gets_the_finished_order_on_retry() {
     assert_eq!(list.json().as_array().unwrap().len(), 1);
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 /// Two instances started with `env` (a shared store) make one order per key.
 async fn two_instances_make_one_order_per_key(env: &[(&str, &str)]) {
     let (a, b) = (start(env).await, start(env).await);
@@ -196,10 +197,12 @@ async fn two_instances_make_one_order_per_key(env: &[(&str, &str)]) {
     );
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn required() -> bool {
     std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
