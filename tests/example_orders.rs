@@ -259,3 +259,119 @@ async fn two_instances_sharing_postgres_make_one_order_per_key() {
         .await
         .unwrap();
 }
+
+/// Load with exact accounting: clients fire a mix of fresh keys, exact
+/// retries, concurrent duplicates, mismatches and injected failures at the
+/// example server over real HTTP for a bounded time. At the end: orders made
+/// (executions) == distinct keys that succeeded, every replay is
+/// byte-identical to its original, and the only 5xx are the injected ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_load_accounts_exactly() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    const CLIENTS: usize = 6;
+    let server = Arc::new(start(&[]).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    // key -> the body of its original 201.
+    let originals: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let injected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (server, originals, injected) =
+                (server.clone(), originals.clone(), injected.clone());
+            tokio::spawn(async move {
+                // Keys this client made: (key, path, body), to retry exactly.
+                let mut mine: Vec<(String, &str, String)> = Vec::new();
+                let mut n = 0usize;
+                let record = |key: &str, reply: &Reply| {
+                    assert_eq!(reply.status, 201, "{reply:?}");
+                    let replayed = reply.header("idempotent-replayed") == Some("true");
+                    let mut originals = originals.lock().unwrap();
+                    match originals.get(key) {
+                        Some(original) => {
+                            assert!(replayed, "a second original for {key}");
+                            assert_eq!(&reply.body, original, "replay differs for {key}");
+                        }
+                        None => {
+                            assert!(!replayed, "a replay with no original for {key}");
+                            originals.insert(key.to_owned(), reply.body.clone());
+                        }
+                    }
+                };
+                while std::time::Instant::now() < deadline {
+                    n += 1;
+                    let key = format!("c{client}-{n}");
+                    let body = format!(r#"{{"client":{client},"n":{n}}}"#);
+                    match n % 5 {
+                        // A fresh key.
+                        0 | 1 => {
+                            let reply = create(&server, &key, &[], "/orders", &body).await;
+                            record(&key, &reply);
+                            mine.push((key, "/orders", body));
+                        }
+                        // An exact retry of an earlier success: the replay.
+                        2 if !mine.is_empty() => {
+                            let (key, path, body) = &mine[n % mine.len()];
+                            let reply = create(&server, key, &[], path, body).await;
+                            record(key, &reply);
+                        }
+                        // A mismatch: an earlier key with another body.
+                        3 if !mine.is_empty() => {
+                            let (key, _, _) = &mine[n % mine.len()];
+                            let reply =
+                                create(&server, key, &[], "/orders", "{\"other\":true}").await;
+                            assert_eq!(reply.status, 409, "{reply:?}");
+                            assert_eq!(reply.json()["code"], "idempotency_key_payload_mismatch");
+                        }
+                        // Concurrent duplicates of a new key, then an injected failure.
+                        _ => {
+                            let path = "/orders?delay_ms=50";
+                            let (a, b, c) = tokio::join!(
+                                create(&server, &key, &[], path, &body),
+                                create(&server, &key, &[], path, &body),
+                                create(&server, &key, &[], path, &body),
+                            );
+                            for reply in [&a, &b, &c] {
+                                match reply.status {
+                                    201 => record(&key, reply),
+                                    409 => assert_eq!(
+                                        reply.json()["code"],
+                                        "idempotency_key_in_progress"
+                                    ),
+                                    other => panic!("unexpected {other}: {reply:?}"),
+                                }
+                            }
+                            if originals.lock().unwrap().contains_key(&key) {
+                                mine.push((key.clone(), path, body.clone()));
+                            }
+                            let failing = format!("{key}-fail");
+                            let reply =
+                                create(&server, &failing, &[], "/orders?fail=true", &body).await;
+                            assert_eq!(reply.status, 500, "the injected failure");
+                            injected.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let reply = create(&server, &failing, &[], "/orders", &body).await;
+                            record(&failing, &reply);
+                            mine.push((failing, "/orders", body));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let orders = http(&server, "GET", "/orders", &[], "").await.json();
+    let executions = orders.as_array().unwrap().len();
+    let succeeded = originals.lock().unwrap().len();
+    eprintln!(
+        "load: {succeeded} keys succeeded, {executions} orders made, {} failures injected",
+        injected.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(succeeded > 50, "the load ran: {succeeded}");
+    assert_eq!(
+        executions, succeeded,
+        "executions == distinct successful keys"
+    );
+}
