@@ -10,6 +10,7 @@ use tower_layer::Layer;
 
 use crate::decision::DecisionConfig;
 use crate::fingerprint::FingerprintConfig;
+use crate::outcome::{OutcomeHook, OutcomeReport};
 use crate::profile::Profile;
 use crate::recording::default_record_policy;
 use crate::rejection::Rejection;
@@ -41,6 +42,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
 /// | [`wait_in_flight`](Self::wait_in_flight) | none: 409 in-progress at once |
 /// | [`run_to_completion`](Self::run_to_completion) | `true`: dropped requests finish in the background |
+/// | [`on_outcome`](Self::on_outcome) | none |
 /// | [`retry_after`](Self::retry_after) | 1 second |
 /// | [`profile`](Self::profile) | [`Profile::Default`]: 409 for a payload mismatch |
 /// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
@@ -79,6 +81,7 @@ pub(crate) struct Config {
     pub(crate) decision: DecisionConfig,
     pub(crate) wait_in_flight: Option<Duration>,
     pub(crate) run_to_completion: bool,
+    pub(crate) on_outcome: Option<OutcomeHook>,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             },
             wait_in_flight: None,
             run_to_completion: true,
+            on_outcome: None,
         }
     }
 }
@@ -359,6 +363,29 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn run_to_completion(mut self, run_to_completion: bool) -> Self {
         self.config.run_to_completion = run_to_completion;
+        self
+    }
+
+    /// Calls `hook` with what became of every covered request (executed,
+    /// replayed, mismatch, in progress, rejected, store error) and its timings,
+    /// to feed a metrics system. Called on the request's task: keep it quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore, Outcome};
+    ///
+    /// let replays = Arc::new(AtomicU64::new(0));
+    /// let counter = replays.clone();
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).on_outcome(move |report| {
+    ///     if report.outcome == Outcome::Replayed {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_outcome(mut self, hook: impl Fn(&OutcomeReport) + Send + Sync + 'static) -> Self {
+        self.config.on_outcome = Some(Arc::new(hook));
         self
     }
 

@@ -4,11 +4,13 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -19,6 +21,7 @@ use crate::fingerprint::Fingerprint;
 use crate::future::{ResponseFuture, rejection_response};
 use crate::key::{IdempotencyKey, key_from_headers};
 use crate::layer::Config;
+use crate::outcome::{Outcome, report};
 use crate::rejection::Rejection;
 use crate::request_body::{BufferError, RequestBody, buffer};
 use crate::store::{KeyDigest, RecordedResponse, Store};
@@ -66,6 +69,21 @@ impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Idempotency<S, St> {
     }
 }
 
+impl<S, St> Idempotency<S, St> {
+    /// A rejection of the layer's own, reported as such.
+    fn reject<F, B, E>(&self, rejection: Rejection) -> ResponseFuture<F, B, E> {
+        let hook = self.shared.config.on_outcome.as_ref();
+        report(
+            hook,
+            Outcome::Rejected,
+            Duration::ZERO,
+            Duration::ZERO,
+            None,
+        );
+        ResponseFuture::rejected(rejection)
+    }
+}
+
 impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Idempotency<S, St>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -93,24 +111,32 @@ where
         let key = match key_from_headers(request.headers(), &config.header) {
             Ok(Some(key)) => key,
             Ok(None) if config.require_key => {
-                return ResponseFuture::rejected(Rejection::KeyMissing);
+                return self.reject(Rejection::KeyMissing);
             }
             Ok(None) => {
                 return ResponseFuture::passthrough(
                     self.inner.call(request.map(RequestBody::streaming)),
                 );
             }
-            Err(_) => return ResponseFuture::rejected(Rejection::KeyInvalid),
+            Err(_) => return self.reject(Rejection::KeyInvalid),
         };
         // Take the service that `poll_ready` made ready, leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::protected(Box::pin(protect(
-            Arc::clone(&self.shared),
-            inner,
-            request,
-            key,
-        )))
+        let protected = protect(Arc::clone(&self.shared), inner, request, key);
+        // One span per covered request; its outcome, store latency and key
+        // digest (never the key itself) are recorded when the store answers.
+        #[cfg(feature = "tracing")]
+        let protected = tracing::Instrument::instrument(
+            protected,
+            tracing::info_span!(
+                "idempotency",
+                outcome = tracing::field::Empty,
+                store_latency_us = tracing::field::Empty,
+                key_digest = tracing::field::Empty,
+            ),
+        );
+        ResponseFuture::protected(Box::pin(protected))
     }
 }
 
@@ -129,12 +155,36 @@ where
     ReqB: Body<Data = Bytes>,
     ResB: Body<Data = Bytes> + Send + 'static,
 {
-    let (request, fingerprint, digest) = match prepare(&shared.config, request, key).await {
+    let started = Instant::now();
+    let config = &shared.config;
+    let (request, fingerprint, digest) = match prepare(config, request, key).await {
         Ok(prepared) => prepared,
-        Err(rejection) => return Ok(rejection_response(rejection)),
+        Err(rejection) => {
+            let hook = config.on_outcome.as_ref();
+            report(
+                hook,
+                Outcome::Rejected,
+                Duration::ZERO,
+                started.elapsed(),
+                None,
+            );
+            return Ok(rejection_response(rejection));
+        }
     };
+    let asked = Instant::now();
     let (claim, claimed_at) = shared.claim(&digest, &fingerprint).await;
-    match shared.config.decision.decide(claim, &fingerprint) {
+    let store_latency = asked.elapsed();
+    let decision = config.decision.decide(claim, &fingerprint);
+    let hook = config.on_outcome.as_ref();
+    let outcome = Outcome::of(&decision);
+    report(
+        hook,
+        outcome,
+        store_latency,
+        started.elapsed(),
+        Some(&digest),
+    );
+    match decision {
         Decision::Run(token) => {
             let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);
             execute(claim, inner.call(request)).await

@@ -1,0 +1,122 @@
+//! What became of each covered request: reported to the `on_outcome` hook
+//! and, with the `tracing` feature, on the request's span.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decision::Decision;
+use crate::rejection::Rejection;
+use crate::store::KeyDigest;
+
+/// What the layer did with a covered request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The key was claimed and the service ran.
+    Executed,
+    /// The recorded response was sent again.
+    Replayed,
+    /// The key was used with another request: 409 (or 422).
+    Mismatch,
+    /// The key is in flight: 409 with `Retry-After`.
+    InProgress,
+    /// The layer answered with an error of its own: an invalid or missing
+    /// key, a body too large or unreadable, a response not replayable.
+    Rejected,
+    /// The store failed or timed out: 503, or the request ran unprotected
+    /// with `fail_open`.
+    StoreError,
+}
+
+impl Outcome {
+    /// The outcome as a short label, for metrics: `executed`, `replayed`,
+    /// `mismatch`, `in_progress`, `rejected`, `store_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Executed => "executed",
+            Self::Replayed => "replayed",
+            Self::Mismatch => "mismatch",
+            Self::InProgress => "in_progress",
+            Self::Rejected => "rejected",
+            Self::StoreError => "store_error",
+        }
+    }
+
+    pub(crate) fn of(decision: &Decision) -> Self {
+        match decision {
+            Decision::Run(_) => Self::Executed,
+            Decision::Replay(_) => Self::Replayed,
+            Decision::RunUnprotected | Decision::Reject(Rejection::StoreUnavailable) => {
+                Self::StoreError
+            }
+            Decision::Reject(
+                Rejection::PayloadMismatch | Rejection::PayloadMismatchUnprocessable,
+            ) => Self::Mismatch,
+            Decision::Reject(Rejection::InProgress { .. }) => Self::InProgress,
+            Decision::Reject(_) => Self::Rejected,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An outcome with its timings, as the `on_outcome` hook receives it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OutcomeReport {
+    /// What the layer did.
+    pub outcome: Outcome,
+    /// Time spent in the store deciding (claiming, and waiting if set); zero
+    /// when the store was not asked.
+    pub store_latency: Duration,
+    /// Time from the request reaching the layer to the decision (the body
+    /// read and fingerprinted, the store asked); the service's own time is not
+    /// included.
+    pub elapsed: Duration,
+}
+
+/// The hook the layer calls with every report.
+pub(crate) type OutcomeHook = Arc<dyn Fn(&OutcomeReport) + Send + Sync>;
+
+/// Hands a report to the hook and, with `tracing`, to the current span.
+pub(crate) fn report(
+    hook: Option<&OutcomeHook>,
+    outcome: Outcome,
+    store_latency: Duration,
+    elapsed: Duration,
+    digest: Option<&KeyDigest>,
+) {
+    #[cfg(feature = "tracing")]
+    {
+        let span = tracing::Span::current();
+        span.record("outcome", outcome.as_str());
+        span.record("store_latency_us", store_latency.as_micros() as u64);
+        if let Some(digest) = digest {
+            span.record(
+                "key_digest",
+                tracing::field::display(&digest.to_hex()[..16]),
+            );
+        }
+        match outcome {
+            Outcome::Executed | Outcome::Replayed => tracing::debug!(%outcome, "idempotency"),
+            Outcome::Mismatch | Outcome::InProgress | Outcome::Rejected => {
+                tracing::info!(%outcome, "idempotency")
+            }
+            Outcome::StoreError => tracing::warn!(%outcome, "idempotency"),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = digest;
+    if let Some(hook) = hook {
+        hook(&OutcomeReport {
+            outcome,
+            store_latency,
+            elapsed,
+        });
+    }
+}
