@@ -322,6 +322,14 @@ where
     }
 }
 
+/// An empty body, for layers that make responses of their own (tower-http's
+/// `TimeoutLayer` outside this one, say).
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::full(Bytes::new())
+    }
+}
+
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
