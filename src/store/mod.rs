@@ -147,7 +147,17 @@ pub enum ClaimOutcome {
     Completed(Record),
 }
 
-/// A store call that failed.
+/// A store call that failed: a [kind](StoreErrorKind) to act on, and the
+/// client's own error as its source.
+///
+/// ```
+/// use tower_idempotency::store::{StoreError, StoreErrorKind};
+///
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "down");
+/// let error = StoreError::with_source(StoreErrorKind::Unavailable, refused);
+/// assert_eq!(error.kind(), StoreErrorKind::Unavailable);
+/// assert!(std::error::Error::source(&error).is_some());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{kind}")]
 pub struct StoreError {
@@ -270,6 +280,62 @@ impl From<StoreErrorKind> for StoreError {
 /// - in [`record`](Self::record), [`release`](Self::release) and
 ///   [`renew`](Self::renew), act only if the token is the key's current
 ///   in-flight owner, and answer [`StoreErrorKind::LeaseLost`] otherwise.
+///
+/// Run the conformance suite in `tests/store_conformance/` against a new
+/// store. A store can also wrap another, to count or to fail on purpose:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+/// use tower_idempotency::store::{
+///     ClaimOutcome, FencingToken, KeyDigest, MemoryStore, Record, Store, StoreError,
+/// };
+/// use tower_idempotency::Fingerprint;
+///
+/// /// A memory store that counts the claims it is asked for.
+/// #[derive(Default)]
+/// struct Counting {
+///     inner: MemoryStore,
+///     claims: AtomicU64,
+/// }
+///
+/// impl Store for Counting {
+///     async fn claim(
+///         &self,
+///         key: &KeyDigest,
+///         fingerprint: &Fingerprint,
+///         lease: Duration,
+///     ) -> Result<ClaimOutcome, StoreError> {
+///         self.claims.fetch_add(1, Ordering::Relaxed);
+///         self.inner.claim(key, fingerprint, lease).await
+///     }
+///
+///     async fn record(
+///         &self,
+///         key: &KeyDigest,
+///         token: FencingToken,
+///         record: &Record,
+///         ttl: Duration,
+///     ) -> Result<(), StoreError> {
+///         self.inner.record(key, token, record, ttl).await
+///     }
+///
+///     async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
+///         self.inner.release(key, token).await
+///     }
+///
+///     async fn renew(
+///         &self,
+///         key: &KeyDigest,
+///         token: FencingToken,
+///         lease: Duration,
+///     ) -> Result<(), StoreError> {
+///         self.inner.renew(key, token, lease).await
+///     }
+/// }
+///
+/// let layer = tower_idempotency::IdempotencyLayer::new(Counting::default());
+/// ```
 pub trait Store: Send + Sync + 'static {
     /// Claims `key` for a request with `fingerprint`, holding it for `lease`,
     /// unless the key is in flight or completed: then says which.
