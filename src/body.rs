@@ -16,6 +16,19 @@ pin_project! {
     /// The body of every response the layer returns: the service's own body
     /// (streamed as produced, with a copy kept for the record when the
     /// response is recorded), or a replayed or rejection body.
+    ///
+    /// It is an [`http_body::Body`] of `Bytes`, so axum, hyper and tower-http
+    /// take it as they take any body:
+    ///
+    /// ```
+    /// use http_body_util::{BodyExt, Empty};
+    /// use tower_idempotency::ResponseBody;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let body = ResponseBody::<Empty<bytes::Bytes>>::default();
+    /// assert!(body.collect().await.unwrap().to_bytes().is_empty());
+    /// # });
+    /// ```
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,

@@ -33,6 +33,13 @@ pub(crate) const MAX_KEY_LEN: usize = 256;
 pub struct IdempotencyKey(Box<str>);
 
 /// Why a header value is not a valid idempotency key.
+///
+/// ```
+/// use tower_idempotency::{IdempotencyKey, InvalidKey};
+///
+/// assert_eq!(IdempotencyKey::parse(b"\"open"), Err(InvalidKey::MalformedQuotedString));
+/// assert_eq!(IdempotencyKey::parse(&[b'k'; 257]), Err(InvalidKey::TooLong));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidKey {

@@ -10,6 +10,13 @@ use crate::rejection::Rejection;
 use crate::store::KeyDigest;
 
 /// What the layer did with a covered request.
+///
+/// ```
+/// use tower_idempotency::Outcome;
+///
+/// assert_eq!(Outcome::InProgress.as_str(), "in_progress");
+/// assert_eq!(Outcome::Replayed.to_string(), "replayed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -66,6 +73,15 @@ impl fmt::Display for Outcome {
 }
 
 /// An outcome with its timings, as the `on_outcome` hook receives it.
+///
+/// ```
+/// use tower_idempotency::{IdempotencyLayer, MemoryStore, OutcomeReport};
+///
+/// let layer = IdempotencyLayer::new(MemoryStore::new()).on_outcome(|report: &OutcomeReport| {
+///     let millis = report.store_latency.as_secs_f64() * 1000.0;
+///     println!("{} after {millis:.2} ms in the store", report.outcome);
+/// });
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct OutcomeReport {

@@ -15,6 +15,21 @@ pin_project! {
     /// A request the layer protects was read whole to fingerprint it, so its
     /// body arrives as those same bytes (and trailers, if any); every other
     /// request keeps its original body, streamed as it comes.
+    ///
+    /// A tower service behind the layer takes it as its request body:
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower_idempotency::RequestBody;
+    ///
+    /// let handler = tower::service_fn(|request: Request<RequestBody<Full<Bytes>>>| async move {
+    ///     let body = request.into_body().collect().await?.to_bytes();
+    ///     Ok::<_, Infallible>(Response::new(Full::new(body)))
+    /// });
+    /// ```
     #[derive(Debug)]
     pub struct RequestBody<B> {
         #[pin]

@@ -51,6 +51,25 @@ impl fmt::Debug for Scope {
 
 /// Maps a request head to its [`Scope`]. Implemented for every
 /// `Fn(&http::request::Parts) -> Scope`.
+///
+/// ```
+/// use tower_idempotency::{Scope, ScopeFn};
+///
+/// /// The first path segment is the account.
+/// struct ByAccount;
+///
+/// impl ScopeFn for ByAccount {
+///     fn scope(&self, parts: &http::request::Parts) -> Scope {
+///         match parts.uri.path().split('/').nth(1) {
+///             Some(account) if !account.is_empty() => Scope::new(account.to_owned()),
+///             _ => Scope::global(),
+///         }
+///     }
+/// }
+///
+/// let layer = tower_idempotency::IdempotencyLayer::new(tower_idempotency::MemoryStore::new())
+///     .scope(ByAccount);
+/// ```
 pub trait ScopeFn: Send + Sync + 'static {
     /// The scope of the request whose head is `parts`.
     fn scope(&self, parts: &Parts) -> Scope;

@@ -36,6 +36,33 @@ const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-repl
 /// bytes) with its [`IdempotencyKey`] added to the extensions; its body type is
 /// [`RequestBody`], which axum routers and `hyper` services accept as any other
 /// body.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{Layer, ServiceExt};
+/// use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let handler = tower::service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("created"))))
+/// });
+/// let service = IdempotencyLayer::new(MemoryStore::new()).layer(handler);
+/// let request = || {
+///     Request::post("/orders")
+///         .header("idempotency-key", "k1")
+///         .body(Full::new(Bytes::from("{}")))
+///         .unwrap()
+/// };
+/// // The record is made as the body is read to its end.
+/// let first = service.clone().oneshot(request()).await.unwrap();
+/// first.into_body().collect().await.unwrap();
+/// let retry = service.oneshot(request()).await.unwrap();
+/// assert_eq!(retry.headers()["idempotent-replayed"], "true");
+/// # });
+/// ```
 pub struct Idempotency<S, St> {
     inner: S,
     shared: Arc<Shared<St>>,

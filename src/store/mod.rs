@@ -93,6 +93,13 @@ impl fmt::Debug for KeyDigest {
 /// Proof of ownership of a claim. A store hands out a new token on every
 /// successful claim, never the same one twice for a key, and accepts
 /// `record`, `release` and `renew` only with the current owner's token.
+///
+/// ```
+/// use tower_idempotency::store::FencingToken;
+///
+/// let token = FencingToken::new(42);
+/// assert_eq!(token.get(), 42);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FencingToken(u64);
 
@@ -110,6 +117,23 @@ impl FencingToken {
 
 /// A response as recorded for replay: status, headers (without hop-by-hop and
 /// credential headers) and the whole body.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_idempotency::Fingerprint;
+/// use tower_idempotency::store::{Record, RecordedResponse};
+///
+/// let record = Record {
+///     fingerprint: Fingerprint::from_bytes([0; 32]),
+///     response: Some(RecordedResponse {
+///         status: StatusCode::CREATED,
+///         headers: HeaderMap::new(),
+///         body: Bytes::from_static(b"{\"id\":1}"),
+///     }),
+/// };
+/// assert!(record.response.is_some(), "a tombstone would be None");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedResponse {
     /// The status sent.
@@ -132,6 +156,24 @@ pub struct Record {
 }
 
 /// What [`Store::claim`] found, decided atomically.
+///
+/// ```
+/// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
+/// use std::time::Duration;
+/// use tower_idempotency::store::{ClaimOutcome, KeyDigest, MemoryStore, Store};
+/// use tower_idempotency::{Fingerprint, IdempotencyKey, Scope};
+///
+/// let store = MemoryStore::new();
+/// let key = KeyDigest::new(&Scope::global(), &IdempotencyKey::parse(b"k").unwrap());
+/// let fingerprint = Fingerprint::from_bytes([1; 32]);
+/// let lease = Duration::from_secs(30);
+/// assert!(matches!(store.claim(&key, &fingerprint, lease).await?, ClaimOutcome::Claimed(_)));
+/// assert_eq!(
+///     store.claim(&key, &fingerprint, lease).await?,
+///     ClaimOutcome::InFlight { fingerprint }
+/// );
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClaimOutcome {
