@@ -11,7 +11,6 @@ mod common;
 mod store_conformance;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -378,10 +377,6 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
 /// execution of the handler is a key that got exactly one 2xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_answers_503_then_recovers_without_double_execution() {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::time::Instant;
-
     let Some(mut redis) = PrivateRedis::start(None).await else {
         return;
     };
@@ -390,100 +385,27 @@ async fn redis_killed_mid_load_answers_503_then_recovers_without_double_executio
         .await
         .unwrap()
         .timeout(timeout);
-    let executed: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let handler_executed = executed.clone();
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move |headers: http::HeaderMap| {
-                let executed = handler_executed.clone();
-                async move {
-                    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
-                    *executed.lock().unwrap().entry(key).or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    StatusCode::CREATED
-                }
-            }),
-        )
-        .layer(IdempotencyLayer::new(store).store_timeout(timeout));
-
-    // 8 clients, each sending its keys one after another, retrying a key
-    // (on 503 or 409) until it gets a 2xx, for as long as the load lasts.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let successes: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let slowest_503 = Arc::new(Mutex::new(Duration::ZERO));
-    let unavailable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let clients: Vec<_> = (0..8)
-        .map(|client| {
-            let (app, stop, successes) = (app.clone(), stop.clone(), successes.clone());
-            let (slowest_503, unavailable) = (slowest_503.clone(), unavailable.clone());
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let key = format!("c{client}-k{n}");
-                    loop {
-                        let started = Instant::now();
-                        let answer =
-                            send(&app, common::request("POST", "/orders", Some(&key), "")).await;
-                        match answer.status.as_u16() {
-                            201 => {
-                                *successes.lock().unwrap().entry(key.clone()).or_default() += 1;
-                                break;
-                            }
-                            503 => {
-                                unavailable.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                let mut slowest = slowest_503.lock().unwrap();
-                                *slowest = (*slowest).max(started.elapsed());
-                            }
-                            409 => {}
-                            other => panic!("unexpected status {other}"),
-                        }
-                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    n += 1;
-                }
-            })
-        })
-        .collect();
-
+    let layer = IdempotencyLayer::new(store).store_timeout(timeout);
+    let (app, executed) = common::load::counting_app(layer);
+    let load = common::load::Load::start(&app, 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let port = redis.port;
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let _back = PrivateRedis::start(Some(port)).await.unwrap();
-    let at_restart = successes.lock().unwrap().len();
+    let at_restart = load.succeeded();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for client in clients {
-        client.await.unwrap();
-    }
-
-    let successes = successes.lock().unwrap();
-    let executed = executed.lock().unwrap();
-    let total_executions: usize = executed.values().sum();
-    let unavailable = unavailable.load(std::sync::atomic::Ordering::SeqCst);
+    let (succeeded, unavailable, slowest) = load.finish(&executed).await;
     eprintln!(
-        "fault injection: {} keys got a 2xx, {total_executions} executions, {unavailable} answers of 503, slowest 503 {:?}",
-        successes.len(),
-        *slowest_503.lock().unwrap()
+        "redis fault injection: {succeeded} keys got a 2xx and ran once each, {unavailable} answers of 503, slowest answer {slowest:?}"
     );
     assert!(unavailable > 0, "the outage was seen");
     assert!(
-        *slowest_503.lock().unwrap() < timeout + Duration::from_millis(700),
-        "503 within the timeout"
+        slowest < timeout * 4,
+        "answers within the timeouts, no hang"
     );
     assert!(
-        successes.len() > at_restart,
+        succeeded > at_restart,
         "service resumed once Redis was back"
     );
-    assert!(successes.values().all(|&n| n == 1), "one 2xx per key");
-    assert_eq!(
-        total_executions,
-        successes.len(),
-        "executions == distinct keys with a 2xx"
-    );
-    assert!(executed.values().all(|&n| n == 1), "no key ran twice");
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the behaviour tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod load;
 pub mod replicas;
 pub mod wire;
 
