@@ -151,6 +151,39 @@ fn compare(
     }
 }
 
+/// Fresh keys and a replay of the key `replayed` on `app`, against `bare`.
+fn fresh_and_replay(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    group_name: &str,
+    bare: &Router,
+    app: &Router,
+    body: &Bytes,
+) {
+    compare(
+        c,
+        runtime,
+        group_name,
+        Scenario {
+            name: "bare",
+            app: bare,
+            make: &|_| request("/orders", None, body),
+        },
+        &[
+            Scenario {
+                name: "fresh",
+                app,
+                make: &|_| request("/orders", Some(&fresh_key()), body),
+            },
+            Scenario {
+                name: "replay",
+                app,
+                make: &|_| request("/orders", Some("replayed"), body),
+            },
+        ],
+    );
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -273,28 +306,7 @@ fn body_sizes(c: &mut Criterion) {
         let bare = app().with_state(());
         let app = layered(Arc::new(MemoryStore::new()));
         runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
-        compare(
-            c,
-            &runtime,
-            &format!("body_{label}"),
-            Scenario {
-                name: "bare",
-                app: &bare,
-                make: &|_| request("/orders", None, &body),
-            },
-            &[
-                Scenario {
-                    name: "fresh",
-                    app: &app,
-                    make: &|_| request("/orders", Some(&fresh_key()), &body),
-                },
-                Scenario {
-                    name: "replay",
-                    app: &app,
-                    make: &|_| request("/orders", Some("replayed"), &body),
-                },
-            ],
-        );
+        fresh_and_replay(c, &runtime, &format!("body_{label}"), &bare, &app, &body);
     }
 }
 
@@ -309,27 +321,13 @@ fn store_sizes(c: &mut Criterion) {
             prefill(&store, n).await;
             call(&app, request("/orders", Some("replayed"), &body)).await;
         });
-        compare(
+        fresh_and_replay(
             c,
             &runtime,
             &format!("store_{label}_keys"),
-            Scenario {
-                name: "bare",
-                app: &bare,
-                make: &|_| request("/orders", None, &body),
-            },
-            &[
-                Scenario {
-                    name: "fresh",
-                    app: &app,
-                    make: &|_| request("/orders", Some(&fresh_key()), &body),
-                },
-                Scenario {
-                    name: "replay",
-                    app: &app,
-                    make: &|_| request("/orders", Some("replayed"), &body),
-                },
-            ],
+            &bare,
+            &app,
+            &body,
         );
     }
 }
@@ -491,28 +489,7 @@ fn redis_store(c: &mut Criterion) {
         })
     });
     group.finish();
-    compare(
-        c,
-        &runtime,
-        "redis_1KiB",
-        Scenario {
-            name: "bare",
-            app: &bare,
-            make: &|_| request("/orders", None, &body),
-        },
-        &[
-            Scenario {
-                name: "fresh",
-                app: &app,
-                make: &|_| request("/orders", Some(&fresh_key()), &body),
-            },
-            Scenario {
-                name: "replay",
-                app: &app,
-                make: &|_| request("/orders", Some("replayed"), &body),
-            },
-        ],
-    );
+    fresh_and_replay(c, &runtime, "redis_1KiB", &bare, &app, &body);
     // Against the SET+GET pair, the fresh and replay means measured just now.
     let measure = |name: &str, key: &dyn Fn() -> String| {
         let iters = 2000;
@@ -562,28 +539,7 @@ fn postgres_store(c: &mut Criterion) {
     let bare = app().with_state(());
     let app = layered(Arc::new(store));
     runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
-    compare(
-        c,
-        &runtime,
-        "postgres_1KiB",
-        Scenario {
-            name: "bare",
-            app: &bare,
-            make: &|_| request("/orders", None, &body),
-        },
-        &[
-            Scenario {
-                name: "fresh",
-                app: &app,
-                make: &|_| request("/orders", Some(&fresh_key()), &body),
-            },
-            Scenario {
-                name: "replay",
-                app: &app,
-                make: &|_| request("/orders", Some("replayed"), &body),
-            },
-        ],
-    );
+    fresh_and_replay(c, &runtime, "postgres_1KiB", &bare, &app, &body);
     runtime.block_on(async {
         if let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
         {
