@@ -16,9 +16,13 @@ use tokio::process::{Child, Command};
 /// a run of this file alone (`--test example_orders`) does not rebuild the
 /// example, and may start one built with other features.
 fn example_path() -> std::path::PathBuf {
+    example("orders")
+}
+
+fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    profile_dir.join("examples").join("orders")
+    profile_dir.join("examples").join(name)
 }
 
 struct Server {
@@ -176,6 +180,67 @@ async fn a_client_that_hangs_up_gets_the_finished_order_on_retry() {
     assert_eq!(retry.json()["id"], 1);
     let list = http(&server, "GET", "/orders", &[], "").await;
     assert_eq!(list.json().as_array().unwrap().len(), 1);
+}
+
+/// `examples/client_retry.rs` against this server: the slow call's attempts
+/// (timed out, in progress, replayed) share one key, and the four calls make
+/// two orders.
+#[cfg(feature = "client")]
+#[tokio::test]
+async fn the_client_retry_example_makes_one_order_per_action() {
+    let server = start(&[]).await;
+    let output = Command::new(example("client_retry"))
+        .env("ORDERS_URL", format!("http://{}", server.addr))
+        .output()
+        .await
+        .expect("the client_retry example is built by `cargo test --all-features`");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    let slow_call: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("1."))
+        .skip(1)
+        .take_while(|line| !line.starts_with("2."))
+        .collect();
+    assert_eq!(
+        slow_call.len(),
+        4,
+        "three attempts and the result: {stdout}"
+    );
+    assert!(
+        slow_call[0].ends_with("error: request timed out"),
+        "{stdout}"
+    );
+    assert!(
+        slow_call[1].ends_with("409 Conflict, retry-after: 1"),
+        "{stdout}"
+    );
+    assert!(slow_call[2].ends_with("201 Created"), "{stdout}");
+    assert!(slow_call[3].contains("201 Created (replayed)"), "{stdout}");
+    let key_of = |line: &str| {
+        line.split(", key ")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let key = key_of(slow_call[0]);
+    assert!(
+        slow_call[..3].iter().all(|line| key_of(line) == key),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("idempotency_key_payload_mismatch"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("orders made: 2 (for 4 calls, of which 2 new actions)\n"),
+        "{stdout}"
+    );
+    let list = http(&server, "GET", "/orders", &[], "").await;
+    assert_eq!(list.json().as_array().unwrap().len(), 2);
 }
 
 #[cfg(any(feature = "redis", feature = "postgres"))]

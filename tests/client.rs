@@ -1,0 +1,466 @@
+//! The client side: `SetIdempotencyKeyLayer` outside `RetryLayer(RetryPolicy)`,
+//! against our own server layer, over a real socket and in process.
+
+mod common;
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use common::{Runs, orders_app, post_json, read, send};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tower::retry::{Retry, RetryLayer};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_idempotency::client::{RetryPolicy, SentKey, SetIdempotencyKey, SetIdempotencyKeyLayer};
+use tower_idempotency::{IdempotencyLayer, MemoryStore};
+
+/// One attempt as a transport saw it: its key and the status answered.
+type Attempt = (Option<HeaderValue>, StatusCode);
+
+/// What a transport saw, attempt by attempt.
+#[derive(Clone, Default)]
+struct Attempts(Arc<Mutex<Vec<Attempt>>>);
+
+impl Attempts {
+    fn push(&self, key: Option<HeaderValue>, status: StatusCode) {
+        self.0.lock().unwrap().push((key, status));
+    }
+
+    fn keys(&self) -> Vec<Option<HeaderValue>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn statuses(&self) -> Vec<StatusCode> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, status)| *status)
+            .collect()
+    }
+
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// The stack under test: the key layer outside the retry layer.
+fn client_over<T>(transport: T, policy: RetryPolicy) -> SetIdempotencyKey<Retry<RetryPolicy, T>> {
+    ServiceBuilder::new()
+        .layer(SetIdempotencyKeyLayer::new())
+        .layer(RetryLayer::new(policy))
+        .service(transport)
+}
+
+/// A transport that hands requests straight to `app` and notes each attempt.
+fn in_process(
+    app: Router,
+    attempts: Attempts,
+) -> impl Service<Request<String>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(move |request: Request<String>| {
+        let (app, attempts) = (app.clone(), attempts.clone());
+        async move {
+            let key = request.headers().get("idempotency-key").cloned();
+            let response = app.oneshot(request.map(Body::from)).await?;
+            attempts.push(key, response.status());
+            Ok(response)
+        }
+    })
+}
+
+/// A transport that answers every attempt with `status` (and `Retry-After`,
+/// if given) without a server behind it.
+fn answering(
+    status: StatusCode,
+    retry_after: Option<&'static str>,
+    attempts: Attempts,
+) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(move |request: Request<String>| {
+        attempts.push(request.headers().get("idempotency-key").cloned(), status);
+        let mut response = Response::builder().status(status);
+        if let Some(seconds) = retry_after {
+            response = response.header("retry-after", seconds);
+        }
+        std::future::ready(Ok(response.body(String::new()).unwrap()))
+    })
+}
+
+fn post_order(key: Option<&str>, body: &str) -> Request<String> {
+    let mut request = Request::post("/orders");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.body(body.to_owned()).unwrap()
+}
+
+/// Serves `app` over HTTP/1.1 on a local port, noting each request's key.
+/// The first request runs to the end (handler and recording), and then its
+/// connection is dropped without an answer: the client cannot tell whether
+/// the order was made.
+async fn serve_dropping_first_answer(app: Router, attempts: Attempts) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (app, attempts, dropped) = (app.clone(), attempts.clone(), dropped.clone());
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (app, attempts, dropped) = (app.clone(), attempts.clone(), dropped.clone());
+                async move {
+                    let key = request.headers().get("idempotency-key").cloned();
+                    let Ok(response) = app.oneshot(request.map(Body::new)).await;
+                    let (parts, body) = response.into_parts();
+                    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+                    attempts.push(key, parts.status);
+                    if !dropped.swap(true, Ordering::SeqCst) {
+                        return Err(io::Error::other("dropped after the handler ran"));
+                    }
+                    Ok(Response::from_parts(parts, Full::new(body)))
+                }
+            });
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                // The dropped connection ends in an error, by design.
+                let _ = connection.await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_under_one_key_and_the_handler_runs_once() {
+    let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    let attempts = Attempts::default();
+    let base = serve_dropping_first_answer(app, attempts.clone()).await;
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let policy = RetryPolicy::new().backoff(Duration::from_millis(1), Duration::from_millis(10));
+    let client = client_over(http, policy);
+
+    let request = Request::post(format!("{base}/orders"))
+        .body(Full::new(Bytes::from_static(b"tea")))
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+
+    let key = response.extensions().get::<SentKey>().cloned().unwrap();
+    let answer = read(response).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert!(answer.is_replay(), "the second attempt replays the first");
+    assert_eq!(answer.body, "order 1: tea");
+    assert_eq!(runs.count(), 1, "the handler ran once");
+    let sent = Some(key.header_value().clone());
+    assert_eq!(
+        attempts.keys(),
+        [sent.clone(), sent],
+        "one key on both attempts"
+    );
+    assert!(key.is_generated());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_progress_409_is_waited_out_for_its_retry_after_then_replayed() {
+    let runs = Runs::default();
+    let handler_runs = runs.clone();
+    let app = Router::new()
+        .route(
+            "/orders",
+            post(move || {
+                let runs = handler_runs.clone();
+                async move {
+                    let n = runs.add();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    (StatusCode::CREATED, format!("order {n}"))
+                }
+            }),
+        )
+        .layer(IdempotencyLayer::new(MemoryStore::new()));
+    // Another attempt of the same action is already running on the server.
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, post_json("k-1", "tea")).await }
+    });
+    while runs.count() == 0 {
+        tokio::task::yield_now().await;
+    }
+
+    let attempts = Attempts::default();
+    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    let started = Instant::now();
+    let response = client
+        .oneshot(post_order(Some("k-1"), "tea"))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+
+    let answer = read(response).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert!(answer.is_replay());
+    assert_eq!(answer.body, "order 1");
+    assert_eq!(
+        attempts.statuses(),
+        [StatusCode::CONFLICT, StatusCode::CREATED]
+    );
+    assert!(waited >= Duration::from_secs(1), "waited {waited:?}");
+    assert!(waited < Duration::from_millis(1100), "waited {waited:?}");
+    assert_eq!(runs.count(), 1);
+    assert_eq!(first.await.unwrap().body, "order 1");
+}
+
+#[tokio::test]
+async fn a_payload_mismatch_is_not_retried() {
+    let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    assert_eq!(send(&app, post_json("k-2", "tea")).await.status, 201);
+    let attempts = Attempts::default();
+    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+
+    let response = client
+        .oneshot(post_order(Some("k-2"), "coffee"))
+        .await
+        .unwrap();
+
+    read(response)
+        .await
+        .assert_problem(409, "idempotency_key_payload_mismatch");
+    assert_eq!(attempts.count(), 1, "no retry");
+    assert_eq!(runs.count(), 1);
+}
+
+#[tokio::test]
+async fn a_request_with_its_own_key_keeps_it() {
+    let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    let attempts = Attempts::default();
+    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+
+    let response = client
+        .clone()
+        .oneshot(post_order(Some("my-own-key"), "tea"))
+        .await
+        .unwrap();
+    let key = response.extensions().get::<SentKey>().unwrap().clone();
+    // The record is written as the body ends: read it before the retry.
+    assert_eq!(read(response).await.body, "order 1: tea");
+    let again = client
+        .oneshot(post_order(Some("my-own-key"), "tea"))
+        .await
+        .unwrap();
+
+    assert_eq!(key.header_value(), "my-own-key");
+    assert!(!key.is_generated());
+    let own = Some(HeaderValue::from_static("my-own-key"));
+    assert_eq!(attempts.keys(), [own.clone(), own]);
+    assert!(read(again).await.is_replay());
+    assert_eq!(runs.count(), 1);
+}
+
+#[tokio::test]
+async fn two_calls_get_two_different_keys() {
+    let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    let attempts = Attempts::default();
+    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+
+    let first = client
+        .clone()
+        .oneshot(post_order(None, "tea"))
+        .await
+        .unwrap();
+    let second = client.oneshot(post_order(None, "tea")).await.unwrap();
+
+    let first = first.extensions().get::<SentKey>().unwrap().clone();
+    let second = second.extensions().get::<SentKey>().unwrap().clone();
+    assert_ne!(first, second);
+    assert_eq!(
+        runs.count(),
+        2,
+        "two calls, two orders, even with equal bodies"
+    );
+    let keys = attempts.keys();
+    assert_eq!(
+        keys,
+        [
+            Some(first.header_value().clone()),
+            Some(second.header_value().clone())
+        ]
+    );
+    for key in [&first, &second] {
+        assert!(key.is_generated());
+        let text = key.header_value().to_str().unwrap();
+        assert_eq!(text.len(), 38, "a quoted UUID: {text}");
+        assert!(text.starts_with('"') && text.ends_with('"'), "{text}");
+        assert_eq!(&text[15..16], "4", "version 4: {text}");
+        assert!("89ab".contains(&text[20..21]), "variant 1: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_method_that_is_not_covered_gets_no_key() {
+    let attempts = Attempts::default();
+    let client = client_over(
+        answering(StatusCode::OK, None, attempts.clone()),
+        RetryPolicy::new(),
+    );
+
+    let request = Request::get("/orders").body(String::new()).unwrap();
+    let response = client.oneshot(request).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.extensions().get::<SentKey>().is_none());
+    assert_eq!(attempts.keys(), [None]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_are_bounded_and_back_off_with_jitter() {
+    let attempts = Attempts::default();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let transport = {
+        let (attempts, times) = (attempts.clone(), times.clone());
+        service_fn(move |request: Request<String>| {
+            times.lock().unwrap().push(Instant::now());
+            attempts.push(
+                request.headers().get("idempotency-key").cloned(),
+                StatusCode::OK,
+            );
+            std::future::ready(Err::<Response<String>, _>(io::Error::other(
+                "connection reset",
+            )))
+        })
+    };
+    let policy = RetryPolicy::new()
+        .max_attempts(4)
+        .backoff(Duration::from_millis(100), Duration::from_millis(300));
+    let client = client_over(transport, policy);
+
+    let error = client.oneshot(post_order(None, "tea")).await.unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        "connection reset",
+        "the last error comes back"
+    );
+    assert_eq!(attempts.count(), 4);
+    let keys = attempts.keys();
+    assert!(
+        keys.iter().all(|key| key.is_some() && *key == keys[0]),
+        "{keys:?}"
+    );
+    let times = times.lock().unwrap();
+    for (gap, step) in times
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .zip([100, 200, 300])
+    {
+        let step = Duration::from_millis(step);
+        assert!(
+            gap >= step / 2 && gap <= step,
+            "gap {gap:?} for step {step:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn gateway_and_unavailable_answers_are_retried_the_rest_are_returned() {
+    for (status, retried) in [
+        (502, true),
+        (503, true),
+        (504, true),
+        (400, false),
+        (413, false),
+        (422, false),
+        (500, false),
+        (201, false),
+    ] {
+        let status = StatusCode::from_u16(status).unwrap();
+        let attempts = Attempts::default();
+        let policy = RetryPolicy::new().max_attempts(3);
+        let client = client_over(answering(status, None, attempts.clone()), policy);
+
+        let response = client.oneshot(post_order(None, "tea")).await.unwrap();
+
+        assert_eq!(response.status(), status);
+        let expected = if retried { 3 } else { 1 };
+        assert_eq!(attempts.count(), expected, "{status}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_is_honoured_up_to_its_maximum() {
+    let attempts = Attempts::default();
+    let policy = RetryPolicy::new()
+        .max_attempts(2)
+        .max_retry_after(Duration::from_secs(30));
+    let client = client_over(
+        answering(StatusCode::SERVICE_UNAVAILABLE, Some("7"), attempts.clone()),
+        policy.clone(),
+    );
+    let started = Instant::now();
+    client.oneshot(post_order(None, "tea")).await.unwrap();
+    assert_eq!(attempts.count(), 2);
+    assert_eq!(started.elapsed(), Duration::from_secs(7));
+
+    let attempts = Attempts::default();
+    let client = client_over(
+        answering(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("3600"),
+            attempts.clone(),
+        ),
+        policy,
+    );
+    let started = Instant::now();
+    let response = client.oneshot(post_order(None, "tea")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(attempts.count(), 1, "an hour is not waited out");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_without_a_key_is_never_repeated_so_the_wrong_order_fails_safe() {
+    // The key layer inside the retry layer: the request the retry layer keeps
+    // has no key yet, so the policy must not repeat it.
+    let attempts = Attempts::default();
+    let wrong_order = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(SetIdempotencyKeyLayer::new())
+        .service(answering(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            attempts.clone(),
+        ));
+    let response = wrong_order.oneshot(post_order(None, "tea")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(attempts.count(), 1);
+
+    // Idempotent methods need no key to be repeated.
+    let attempts = Attempts::default();
+    let retry = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+        .service(answering(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            attempts.clone(),
+        ));
+    let mut request = post_order(None, "");
+    *request.method_mut() = Method::PUT;
+    retry.oneshot(request).await.unwrap();
+    assert_eq!(attempts.count(), 3);
+    assert_eq!(attempts.keys(), [None, None, None]);
+}
