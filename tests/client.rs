@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::retry::{Retry, RetryLayer};
+use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_idempotency::client::{RetryPolicy, SentKey, SetIdempotencyKey, SetIdempotencyKeyLayer};
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
@@ -68,13 +69,12 @@ fn client_over<T>(transport: T, policy: RetryPolicy) -> SetIdempotencyKey<Retry<
         .service(transport)
 }
 
+/// An in-process transport.
+type InProcess = BoxCloneService<Request<String>, Response<Body>, Infallible>;
+
 /// A transport that hands requests straight to `app` and notes each attempt.
-fn in_process(
-    app: Router,
-    attempts: Attempts,
-) -> impl Service<Request<String>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
-{
-    service_fn(move |request: Request<String>| {
+fn in_process(app: Router, attempts: Attempts) -> InProcess {
+    BoxCloneService::new(service_fn(move |request: Request<String>| {
         let (app, attempts) = (app.clone(), attempts.clone());
         async move {
             let key = request.headers().get("idempotency-key").cloned();
@@ -82,7 +82,15 @@ fn in_process(
             attempts.push(key, response.status());
             Ok(response)
         }
-    })
+    }))
+}
+
+/// The stack under test over `app` in process (default policy), and what its
+/// transport saw.
+fn client_of(app: Router) -> (SetIdempotencyKey<Retry<RetryPolicy, InProcess>>, Attempts) {
+    let attempts = Attempts::default();
+    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    (client, attempts)
 }
 
 /// A transport that answers every attempt with `status` (and `Retry-After`,
@@ -203,8 +211,7 @@ async fn an_in_progress_409_is_waited_out_for_its_retry_after_then_replayed() {
         tokio::task::yield_now().await;
     }
 
-    let attempts = Attempts::default();
-    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    let (client, attempts) = client_of(app);
     let started = Instant::now();
     let response = client
         .oneshot(post_order(Some("k-1"), "tea"))
@@ -230,8 +237,7 @@ async fn an_in_progress_409_is_waited_out_for_its_retry_after_then_replayed() {
 async fn a_payload_mismatch_is_not_retried() {
     let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
     assert_eq!(send(&app, post_json("k-2", "tea")).await.status, 201);
-    let attempts = Attempts::default();
-    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    let (client, attempts) = client_of(app);
 
     let response = client
         .oneshot(post_order(Some("k-2"), "coffee"))
@@ -248,8 +254,7 @@ async fn a_payload_mismatch_is_not_retried() {
 #[tokio::test]
 async fn a_request_with_its_own_key_keeps_it() {
     let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
-    let attempts = Attempts::default();
-    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    let (client, attempts) = client_of(app);
 
     let response = client
         .clone()
@@ -275,8 +280,7 @@ async fn a_request_with_its_own_key_keeps_it() {
 #[tokio::test]
 async fn two_calls_get_two_different_keys() {
     let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
-    let attempts = Attempts::default();
-    let client = client_over(in_process(app, attempts.clone()), RetryPolicy::new());
+    let (client, attempts) = client_of(app);
 
     let first = client
         .clone()
