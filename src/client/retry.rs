@@ -20,10 +20,12 @@ use super::retry_after::retry_after;
 /// | `502`, `503`, `504` | yes | `Retry-After` if given, else backoff |
 /// | `409` without `Retry-After` (`idempotency_key_payload_mismatch`), `400`, `413`, `422`, any other status | no | |
 ///
-/// A `409` is told apart by its `Retry-After`: SPEC section 5 sends it with
-/// `idempotency_key_in_progress` and never with a mismatch, so the policy reads
-/// no body. A `Retry-After` longer than [`max_retry_after`](Self::max_retry_after)
-/// is not waited out: the response is returned as it is.
+/// A `409` is told apart by its `Retry-After`, so the policy reads no body:
+/// this crate's server sends one with `idempotency_key_in_progress` and never
+/// with a mismatch. A `409` from another server that gives no `Retry-After`
+/// is returned, not retried: nothing says when trying again would help. A
+/// `Retry-After` longer than [`max_retry_after`](Self::max_retry_after) is not
+/// waited out either: the response is returned as it is.
 ///
 /// It never repeats a request that is unsafe to repeat: a `POST`, `PATCH` or
 /// other non-idempotent method without the key header is sent once and its
