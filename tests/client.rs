@@ -331,6 +331,26 @@ async fn a_method_that_is_not_covered_gets_no_key() {
     assert_eq!(attempts.keys(), [None]);
 }
 
+#[tokio::test]
+async fn a_key_on_a_method_that_is_not_covered_is_kept_and_reported() {
+    let attempts = Attempts::default();
+    let client = client_over(
+        answering(StatusCode::OK, None, attempts.clone()),
+        RetryPolicy::new(),
+    );
+
+    let request = Request::put("/orders/1")
+        .header("idempotency-key", "put-key")
+        .body(String::new())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+
+    let key = response.extensions().get::<SentKey>().unwrap();
+    assert_eq!(key.header_value(), "put-key");
+    assert!(!key.is_generated());
+    assert_eq!(attempts.keys(), [Some(HeaderValue::from_static("put-key"))]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn attempts_are_bounded_and_back_off_with_jitter() {
     let attempts = Attempts::default();

@@ -14,6 +14,10 @@ pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempote
 /// Gives every call with a covered method its own `Idempotency-Key`, unless it
 /// already has one; wraps a client in [`SetIdempotencyKey`].
 ///
+/// A call that comes with a key keeps it, whatever its method, and that key
+/// is the one reported as [`SentKey`]. A call with another method and no key
+/// goes out without one, and its response carries no `SentKey`.
+///
 /// Place it **outside** the retry layer, so the key is set once per call and
 /// every attempt repeats it (the [module docs](super) show the order and why).
 ///
@@ -84,17 +88,18 @@ impl<S> Layer<S> for SetIdempotencyKeyLayer {
 }
 
 impl KeyConfig {
-    /// The key this request goes out with: its own if it has one, a fresh one
-    /// (written into the header) if its method is covered, none otherwise.
+    /// The key this request goes out with: its own if it has one (whatever
+    /// its method), a fresh one (written into the header) if its method is
+    /// covered, none otherwise.
     pub(crate) fn apply<B>(
         &self,
         request: &mut Request<B>,
     ) -> Result<Option<SentKey>, KeyGenerationError> {
-        if !self.methods.contains(request.method()) {
-            return Ok(None);
-        }
         if let Some(value) = request.headers().get(&self.header) {
             return Ok(Some(SentKey::given(value.clone())));
+        }
+        if !self.methods.contains(request.method()) {
+            return Ok(None);
         }
         let value = random::fresh_key()?;
         request
