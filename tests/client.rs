@@ -427,33 +427,34 @@ async fn gateway_and_unavailable_answers_are_retried_the_rest_are_returned() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_is_honoured_up_to_its_maximum() {
-    let attempts = Attempts::default();
     let policy = RetryPolicy::new()
         .max_attempts(2)
         .max_retry_after(Duration::from_secs(30));
-    let client = client_over(
-        answering(StatusCode::SERVICE_UNAVAILABLE, Some("7"), attempts.clone()),
-        policy.clone(),
-    );
-    let started = Instant::now();
-    client.oneshot(post_order(None, "tea")).await.unwrap();
-    assert_eq!(attempts.count(), 2);
-    assert_eq!(started.elapsed(), Duration::from_secs(7));
+    for status in [
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let attempts = Attempts::default();
+        let client = client_over(
+            answering(status, Some("7"), attempts.clone()),
+            policy.clone(),
+        );
+        let started = Instant::now();
+        client.oneshot(post_order(None, "tea")).await.unwrap();
+        assert_eq!(attempts.count(), 2, "{status}");
+        assert_eq!(started.elapsed(), Duration::from_secs(7), "{status}");
 
-    let attempts = Attempts::default();
-    let client = client_over(
-        answering(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("3600"),
-            attempts.clone(),
-        ),
-        policy,
-    );
-    let started = Instant::now();
-    let response = client.oneshot(post_order(None, "tea")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(attempts.count(), 1, "an hour is not waited out");
-    assert_eq!(started.elapsed(), Duration::ZERO);
+        let attempts = Attempts::default();
+        let client = client_over(
+            answering(status, Some("3600"), attempts.clone()),
+            policy.clone(),
+        );
+        let started = Instant::now();
+        let response = client.oneshot(post_order(None, "tea")).await.unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(attempts.count(), 1, "an hour is not waited out: {status}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 }
 
 #[tokio::test(start_paused = true)]

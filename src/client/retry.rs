@@ -17,8 +17,9 @@ use super::retry_after::retry_after;
 /// |---|---|---|
 /// | an error from the client (connection refused or reset, a timeout layer's `Elapsed`, ...) | yes | backoff |
 /// | `409` with `Retry-After` (`idempotency_key_in_progress`: the first attempt is still running) | yes | `Retry-After` |
+/// | `429` with `Retry-After` (a rate limit that says when to come back) | yes | `Retry-After` |
 /// | `502`, `503`, `504` | yes | `Retry-After` if given, else backoff |
-/// | `409` without `Retry-After` (`idempotency_key_payload_mismatch`), `400`, `413`, `422`, any other status | no | |
+/// | `409` or `429` without `Retry-After` (`idempotency_key_payload_mismatch`), `400`, `413`, `422`, any other status | no | |
 ///
 /// A `409` is told apart by its `Retry-After`, so the policy reads no body:
 /// this crate's server sends one with `idempotency_key_in_progress` and never
@@ -168,7 +169,7 @@ impl Default for RetryPolicy {
 fn classify(status: StatusCode, headers: &HeaderMap) -> Option<Wait> {
     let asked = || retry_after(headers, SystemTime::now());
     match status {
-        StatusCode::CONFLICT => asked().map(Wait::RetryAfter),
+        StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS => asked().map(Wait::RetryAfter),
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
             Some(asked().map_or(Wait::Backoff, Wait::RetryAfter))
         }
@@ -227,6 +228,8 @@ mod tests {
     fn classifies_the_answers_a_retry_can_fix() {
         let in_progress = classify(StatusCode::CONFLICT, &headers(Some("1")));
         assert_eq!(in_progress, Some(Wait::RetryAfter(Duration::from_secs(1))));
+        let limited = classify(StatusCode::TOO_MANY_REQUESTS, &headers(Some("2")));
+        assert_eq!(limited, Some(Wait::RetryAfter(Duration::from_secs(2))));
         for status in [502, 503, 504] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(classify(status, &headers(None)), Some(Wait::Backoff));
