@@ -76,7 +76,7 @@ impl<B> ResponseBody<B> {
                 recording: Recording {
                     body: Some(Box::pin(body)),
                     recorder: Recorder {
-                        chunks: Vec::new(),
+                        chunks: Chunks::None,
                         len: 0,
                         limit,
                         expected_len,
@@ -154,7 +154,7 @@ impl<B> Drop for Recording<B> {
 struct Recorder {
     /// Chunks seen so far, shared with the frames sent (no copy), emptied once
     /// the body outgrows the limit.
-    chunks: Vec<Bytes>,
+    chunks: Chunks,
     /// Bytes seen so far, recorded or not.
     len: usize,
     limit: usize,
@@ -182,7 +182,7 @@ impl Recorder {
     /// A recorder with nothing left to do.
     fn finished() -> Self {
         Self {
-            chunks: Vec::new(),
+            chunks: Chunks::None,
             len: 0,
             limit: 0,
             expected_len: None,
@@ -193,7 +193,7 @@ impl Recorder {
     fn push(&mut self, data: &Bytes) {
         self.len = self.len.saturating_add(data.len());
         if self.len > self.limit {
-            self.chunks = Vec::new();
+            self.chunks = Chunks::None;
         } else if !data.is_empty() {
             self.chunks.push(data.clone());
         }
@@ -208,7 +208,7 @@ impl Recorder {
         let State::Streaming(finish) = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
-        let body = (self.len <= self.limit).then(|| join(std::mem::take(&mut self.chunks)));
+        let body = (self.len <= self.limit).then(|| std::mem::take(&mut self.chunks).join());
         self.state = State::Finishing {
             future: finish.finish(body),
             pending,
@@ -217,21 +217,45 @@ impl Recorder {
 
     /// Gives up recording (the body failed): the claim is released.
     fn abandon(&mut self) {
-        self.chunks = Vec::new();
+        self.chunks = Chunks::None;
         self.state = State::Done;
     }
 }
 
-/// One chunk as it is; several joined with one copy.
-fn join(chunks: Vec<Bytes>) -> Bytes {
-    match <[Bytes; 1]>::try_from(chunks) {
-        Ok([one]) => one,
-        Err(chunks) => {
-            let mut joined = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for chunk in &chunks {
-                joined.extend_from_slice(chunk);
+/// The chunks of a recorded body. Most bodies are one chunk, which needs no
+/// list.
+#[derive(Default)]
+enum Chunks {
+    #[default]
+    None,
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        *self = match std::mem::take(self) {
+            Self::None => Self::One(chunk),
+            Self::One(first) => Self::Many(vec![first, chunk]),
+            Self::Many(mut chunks) => {
+                chunks.push(chunk);
+                Self::Many(chunks)
             }
-            joined.freeze()
+        };
+    }
+
+    /// One chunk as it is; several joined with one copy.
+    fn join(self) -> Bytes {
+        match self {
+            Self::None => Bytes::new(),
+            Self::One(chunk) => chunk,
+            Self::Many(chunks) => {
+                let mut joined = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for chunk in &chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                joined.freeze()
+            }
         }
     }
 }

@@ -24,14 +24,27 @@ const RESPONSE: u8 = 1;
 /// The smallest encoded header: two length fields and a one-byte name.
 const MIN_HEADER_LEN: usize = 2 + 1 + 4;
 
+/// The exact length of `encode(response)`, so a buffer can be sized once.
+pub(crate) fn encoded_len(response: Option<&RecordedResponse>) -> usize {
+    let Some(response) = response else {
+        return 2;
+    };
+    let headers: usize = response
+        .headers
+        .iter()
+        .map(|(name, value)| 2 + name.as_str().len() + 4 + value.len())
+        .sum();
+    2 + 2 + 4 + headers + response.body.len()
+}
+
 /// Appends the encoded form of `response` (`None`: a tombstone) to `out`.
 pub(crate) fn encode(response: Option<&RecordedResponse>, out: &mut Vec<u8>) {
+    out.reserve_exact(encoded_len(response));
     out.put_u8(VERSION);
     let Some(response) = response else {
         out.put_u8(TOMBSTONE);
         return;
     };
-    out.reserve(response.body.len() + 64 * response.headers.len() + 8);
     out.put_u8(RESPONSE);
     out.put_u16(response.status.as_u16());
     encode_headers(&response.headers, out);
@@ -131,6 +144,8 @@ mod tests {
     fn round_trip(response: Option<&RecordedResponse>) -> Option<RecordedResponse> {
         let mut out = Vec::new();
         encode(response, &mut out);
+        assert_eq!(out.len(), encoded_len(response), "the length is exact");
+        assert_eq!(out.capacity(), out.len(), "the buffer is sized once");
         decode(Bytes::from(out)).unwrap()
     }
 

@@ -192,7 +192,12 @@ enum PackedRecord {
 
 impl PackedRecord {
     fn pack(record: &Record) -> Self {
-        let mut packed = Vec::from(&record.fingerprint.as_bytes()[..]);
+        // Sized once: the boxed slice takes the buffer without reallocating.
+        let with_fingerprint = |encoded_len: usize| {
+            let mut packed = Vec::with_capacity(32 + encoded_len);
+            packed.extend_from_slice(&record.fingerprint.as_bytes()[..]);
+            packed
+        };
         match &record.response {
             Some(response) if response.body.len() > INLINE_BODY => {
                 let head = RecordedResponse {
@@ -200,10 +205,12 @@ impl PackedRecord {
                     headers: response.headers.clone(),
                     body: Bytes::new(),
                 };
+                let mut packed = with_fingerprint(codec::encoded_len(Some(&head)));
                 codec::encode(Some(&head), &mut packed);
                 Self::LargeBody(Box::new((packed.into_boxed_slice(), response.body.clone())))
             }
             response => {
+                let mut packed = with_fingerprint(codec::encoded_len(response.as_ref()));
                 codec::encode(response.as_ref(), &mut packed);
                 Self::Inline(packed.into_boxed_slice())
             }
