@@ -489,3 +489,134 @@ async fn a_post_without_a_key_is_never_repeated_so_the_wrong_order_fails_safe() 
     assert_eq!(attempts.count(), 3);
     assert_eq!(attempts.keys(), [None, None, None]);
 }
+
+/// One answer a scripted transport gives: an error, or a status with an
+/// optional `Retry-After` in seconds.
+#[derive(Debug, Clone)]
+enum Scripted {
+    Error,
+    Status(u16, Option<u64>),
+}
+
+impl Scripted {
+    /// What `RetryPolicy` must do after it, with `max_retry_after` 30 s:
+    /// `Some(wait)` to retry (`None` inside: a backoff), `None` to stop.
+    fn expected_retry(&self) -> Option<Option<Duration>> {
+        match *self {
+            Self::Error => Some(None),
+            Self::Status(409 | 429, Some(secs)) if secs <= 30 => {
+                Some(Some(Duration::from_secs(secs)))
+            }
+            Self::Status(502..=504, None) => Some(None),
+            Self::Status(502..=504, Some(secs)) if secs <= 30 => {
+                Some(Some(Duration::from_secs(secs)))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn scripted() -> impl proptest::strategy::Strategy<Value = Scripted> {
+    use proptest::prelude::*;
+    let status = prop_oneof![
+        Just(200u16),
+        Just(201),
+        Just(400),
+        Just(409),
+        Just(413),
+        Just(422),
+        Just(429),
+        Just(500),
+        Just(502),
+        Just(503),
+        Just(504),
+    ];
+    let retry_after = proptest::option::of(prop_oneof![0u64..3, Just(31), Just(3600)]);
+    prop_oneof![
+        1 => Just(Scripted::Error),
+        6 => (status, retry_after).prop_map(|(status, secs)| Scripted::Status(status, secs)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+    /// Over any script of answers: the policy stops at the first answer a
+    /// retry cannot fix or at the bound, every attempt carries the one key,
+    /// what comes back is the last answer, and each wait honours what was
+    /// asked (`Retry-After` exactly, a backoff within its step).
+    #[test]
+    fn the_policy_follows_any_script_of_answers(
+        script in proptest::collection::vec(scripted(), 1..8),
+        max_attempts in 1u32..6,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let transport = {
+            let (script, seen) = (script.clone(), seen.clone());
+            service_fn(move |request: Request<String>| {
+                let mut seen = seen.lock().unwrap();
+                let answer = script[seen.len() % script.len()].clone();
+                seen.push((request.headers().get("idempotency-key").cloned(), Instant::now()));
+                std::future::ready(match answer {
+                    Scripted::Error => Err(io::Error::other("connection reset")),
+                    Scripted::Status(status, retry_after) => {
+                        let mut response = Response::builder().status(status);
+                        if let Some(secs) = retry_after {
+                            response = response.header("retry-after", secs);
+                        }
+                        Ok(response.body(String::new()).unwrap())
+                    }
+                })
+            })
+        };
+        let policy = RetryPolicy::new()
+            .max_attempts(max_attempts)
+            .backoff(Duration::from_millis(100), Duration::from_millis(400))
+            .max_retry_after(Duration::from_secs(30));
+        let client = client_over(transport, policy);
+
+        let result = runtime.block_on(client.oneshot(post_order(None, "tea")));
+
+        // The attempts the policy must make: up to the first answer it
+        // cannot fix, never more than the bound.
+        let mut expected = 0;
+        for answer in script.iter().cycle() {
+            expected += 1;
+            if expected == max_attempts as usize || answer.expected_retry().is_none() {
+                break;
+            }
+        }
+        let seen = seen.lock().unwrap();
+        proptest::prop_assert_eq!(seen.len(), expected);
+        let key = seen[0].0.clone();
+        proptest::prop_assert!(key.is_some());
+        proptest::prop_assert!(seen.iter().all(|(k, _)| *k == key));
+        for (n, pair) in seen.windows(2).enumerate() {
+            let waited = pair[1].1 - pair[0].1;
+            match script[n % script.len()].expected_retry() {
+                Some(Some(asked)) => proptest::prop_assert_eq!(waited, asked),
+                Some(None) => {
+                    let step = Duration::from_millis(100 << n).min(Duration::from_millis(400));
+                    proptest::prop_assert!(waited >= step / 2 && waited <= step, "{:?}", waited);
+                }
+                None => proptest::prop_assert!(false, "retried after a final answer"),
+            }
+        }
+        match (&script[(expected - 1) % script.len()], result) {
+            (Scripted::Error, Err(error)) => {
+                proptest::prop_assert_eq!(error.to_string(), "connection reset");
+            }
+            (Scripted::Status(status, _), Ok(response)) => {
+                proptest::prop_assert_eq!(response.status().as_u16(), *status);
+            }
+            (answer, result) => {
+                proptest::prop_assert!(false, "{:?} came back as {:?}", answer, result.map(|r| r.status()));
+            }
+        }
+    }
+}
