@@ -119,14 +119,13 @@ fn post_order(key: Option<&str>, body: &str) -> Request<String> {
     request.body(body.to_owned()).unwrap()
 }
 
-/// Serves `app` over HTTP/1.1 on a local port, noting each request's key.
-/// The first request runs to the end (handler and recording), and then its
-/// connection is dropped without an answer: the client cannot tell whether
-/// the order was made.
-async fn serve_dropping_first_answer(app: Router, attempts: Attempts) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// Serves `app` over HTTP/1.1 on `listener`, noting each request's key. With
+/// `drop_first`, the first request runs to the end (handler and recording),
+/// and then its connection is dropped without an answer: the client cannot
+/// tell whether the order was made.
+fn serve(listener: TcpListener, app: Router, attempts: Attempts, drop_first: bool) -> String {
     let addr = listener.local_addr().unwrap();
-    let dropped = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicBool::new(!drop_first));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
@@ -156,6 +155,11 @@ async fn serve_dropping_first_answer(app: Router, attempts: Attempts) -> String 
     format!("http://{addr}")
 }
 
+async fn serve_dropping_first_answer(app: Router, attempts: Attempts) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve(listener, app, attempts, true)
+}
+
 #[tokio::test]
 async fn a_dropped_connection_is_retried_under_one_key_and_the_handler_runs_once() {
     let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
@@ -183,6 +187,59 @@ async fn a_dropped_connection_is_retried_under_one_key_and_the_handler_runs_once
         "one key on both attempts"
     );
     assert!(key.is_generated());
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_until_the_server_is_up() {
+    // A free port, nobody listening on it yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let transport = service_fn({
+        let refused = refused.clone();
+        move |request: Request<Full<Bytes>>| {
+            let (http, refused) = (http.clone(), refused.clone());
+            async move {
+                let result = http.request(request).await;
+                if let Err(error) = &result {
+                    assert!(error.is_connect(), "{error:?}");
+                    refused.notify_one();
+                }
+                result
+            }
+        }
+    });
+    // At least 100 ms between attempts: time to start the server.
+    let policy = RetryPolicy::new().backoff(Duration::from_millis(200), Duration::from_millis(400));
+    let client = client_over(transport, policy);
+    let call = tokio::spawn(
+        client.oneshot(
+            Request::post(format!("http://{addr}/orders"))
+                .body(Full::new(Bytes::from_static(b"tea")))
+                .unwrap(),
+        ),
+    );
+
+    refused.notified().await;
+    let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    let attempts = Attempts::default();
+    serve(
+        TcpListener::bind(addr).await.unwrap(),
+        app,
+        attempts.clone(),
+        false,
+    );
+    let response = call.await.unwrap().unwrap();
+
+    let key = response.extensions().get::<SentKey>().cloned().unwrap();
+    let answer = read(response).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(answer.body, "order 1: tea");
+    assert_eq!(runs.count(), 1);
+    assert_eq!(attempts.keys(), [Some(key.header_value().clone())]);
 }
 
 #[tokio::test(start_paused = true)]
