@@ -101,9 +101,25 @@
 //! # }
 //! ```
 //!
-//! In an application, use [`RetryPolicy`] rather than a hand-written policy:
-//! `RetryLayer::new(RetryPolicy::new())`. `examples/client_retry.rs` runs this
-//! stack over hyper-util's client against `examples/orders.rs`.
+//! In an application, use [`RetryPolicy`] rather than a hand-written policy.
+//! Over hyper-util's client (the README's snippet):
+//!
+//! ```
+//! use http_body_util::Full;
+//! use hyper::body::Bytes;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, retry::RetryLayer};
+//! use tower_idempotency::client::{RetryPolicy, SetIdempotencyKeyLayer};
+//!
+//! let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let client = ServiceBuilder::new()
+//!     .layer(SetIdempotencyKeyLayer::new()) // outside: one key per call
+//!     .layer(RetryLayer::new(RetryPolicy::new())) // inside: each attempt repeats it
+//!     .service(http);
+//! ```
+//!
+//! `examples/client_retry.rs` runs this stack, with a timeout per attempt,
+//! against `examples/orders.rs` and prints every attempt.
 //!
 //! # What the layer does not do
 //!
