@@ -33,6 +33,12 @@
 //! refuses to repeat a `POST` or `PATCH` that has no key, so a stack built in
 //! the wrong order sends each call once instead of twice.
 //!
+//! A timeout inside the retry layer gives up on one attempt and lets the next
+//! one ask again (the server, running the first to completion, answers it
+//! with the replay or a 409 in progress); a timeout outside it bounds the
+//! whole call, waits included. A call given up that way can be retried later
+//! under its [`SentKey`]: the action still happens at most once.
+//!
 //! # Example
 //!
 //! A retry policy that clones the request, under the key layer: the transport
