@@ -36,8 +36,10 @@
 //! A timeout inside the retry layer gives up on one attempt and lets the next
 //! one ask again (the server, running the first to completion, answers it
 //! with the replay or a 409 in progress); a timeout outside it bounds the
-//! whole call, waits included. A call given up that way can be retried later
-//! under its [`SentKey`]: the action still happens at most once.
+//! whole call, waits included. A call that fails that way returns an error,
+//! not a response, so no [`SentKey`]: to be able to try it again later, give
+//! it a key of your own up front (the layer keeps it) and send that key again;
+//! the action still happens at most once.
 //!
 //! # Example
 //!
