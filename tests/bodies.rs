@@ -7,7 +7,9 @@ use std::convert::Infallible;
 
 use axum::body::Body;
 use bytes::Bytes;
-use common::{ChannelBody, Runs, chunked_body, orders_app, post_json, read, request, send};
+use common::{
+    ChannelBody, Runs, chunked_body, counted_post, orders_app, post_json, read, request, send,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
@@ -191,19 +193,9 @@ async fn without_run_to_completion_a_dropped_body_releases_the_claim() {
 
 #[tokio::test]
 async fn an_empty_response_is_recorded_and_replayed() {
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
+    let (handler, runs) = counted_post(|_| async { (StatusCode::NO_CONTENT, [("x-thing", "7")]) });
     let app = axum::Router::new()
-        .route(
-            "/things",
-            axum::routing::post(move || {
-                let runs = handler_runs.clone();
-                async move {
-                    runs.add();
-                    (StatusCode::NO_CONTENT, [("x-thing", "7")])
-                }
-            }),
-        )
+        .route("/things", handler)
         .layer(IdempotencyLayer::new(MemoryStore::new()));
     let first = send(&app, request("POST", "/things", Some("k"), "")).await;
     assert_eq!(first.status, StatusCode::NO_CONTENT);

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::routing::post;
-use common::{Runs, orders_app, post_json, read, send};
+use common::{counted_post, orders_app, post_json, read, send};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -244,20 +243,12 @@ async fn a_refused_connection_is_retried_until_the_server_is_up() {
 
 #[tokio::test(start_paused = true)]
 async fn an_in_progress_409_is_waited_out_for_its_retry_after_then_replayed() {
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
+    let (handler, runs) = counted_post(|n| async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (StatusCode::CREATED, format!("order {n}"))
+    });
     let app = Router::new()
-        .route(
-            "/orders",
-            post(move || {
-                let runs = handler_runs.clone();
-                async move {
-                    let n = runs.add();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    (StatusCode::CREATED, format!("order {n}"))
-                }
-            }),
-        )
+        .route("/orders", handler)
         .layer(IdempotencyLayer::new(MemoryStore::new()));
     // Another attempt of the same action is already running on the server.
     let first = tokio::spawn({

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::Bytes;
-use common::{Fault, FaultyStore, Runs, gated_app, post_json, read, send};
+use common::{Fault, FaultyStore, Runs, counted_post, gated_app, post_json, read, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
@@ -44,21 +44,14 @@ async fn without_run_to_completion_a_dropped_response_future_releases_the_claim(
 
 #[tokio::test]
 async fn a_panicking_handler_releases_the_claim() {
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
+    let (handler, runs) = counted_post(|n| async move {
+        if n == 1 {
+            panic!("handler bug");
+        }
+        (StatusCode::CREATED, "created")
+    });
     let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let runs = handler_runs.clone();
-                async move {
-                    if runs.add() == 1 {
-                        panic!("handler bug");
-                    }
-                    (StatusCode::CREATED, "created")
-                }
-            }),
-        )
+        .route("/orders", handler)
         .layer(IdempotencyLayer::new(MemoryStore::new()));
     let first = tokio::spawn({
         let app = app.clone();

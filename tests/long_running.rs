@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use common::{ChannelBody, Fault, FaultyStore, Runs, post_json, read, send};
+use common::{ChannelBody, Fault, FaultyStore, Runs, counted_post, post_json, read, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -21,25 +21,17 @@ fn slow_app<St: Store>(
     work: Duration,
     panic: bool,
 ) -> (axum::Router, Runs) {
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let runs = handler_runs.clone();
-                async move {
-                    let n = runs.add();
-                    tokio::time::sleep(work).await;
-                    if panic {
-                        panic!("the handler failed late");
-                    }
-                    (StatusCode::CREATED, format!("result of run {n}"))
-                }
-            }),
-        )
-        .layer(layer);
-    (app, runs)
+    let (handler, runs) = counted_post(move |n| async move {
+        tokio::time::sleep(work).await;
+        if panic {
+            panic!("the handler failed late");
+        }
+        (StatusCode::CREATED, format!("result of run {n}"))
+    });
+    (
+        axum::Router::new().route("/orders", handler).layer(layer),
+        runs,
+    )
 }
 
 /// Sends a request and gives up on it (drops its future) after `patience`.

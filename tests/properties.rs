@@ -122,19 +122,10 @@ proptest! {
     fn the_layer_replays_exactly_what_the_policy_records(code in 200u16..=599) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let runs = common::Runs::default();
-            let handler_runs = runs.clone();
+            let (handler, runs) =
+                common::counted_post(move |_| async move { StatusCode::from_u16(code).unwrap() });
             let app = axum::Router::new()
-                .route(
-                    "/",
-                    axum::routing::post(move || {
-                        let runs = handler_runs.clone();
-                        async move {
-                            runs.add();
-                            StatusCode::from_u16(code).unwrap()
-                        }
-                    }),
-                )
+                .route("/", handler)
                 .layer(IdempotencyLayer::new(MemoryStore::new()));
             let request = || {
                 Request::post("/").header("idempotency-key", "k").body(Body::empty()).unwrap()

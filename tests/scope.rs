@@ -3,7 +3,7 @@
 mod common;
 
 use axum::body::Body;
-use common::{Runs, orders_app, send};
+use common::{counted_post, orders_app, send};
 use http::{Request, StatusCode};
 use tower_idempotency::{IdempotencyLayer, MemoryStore, Scope};
 
@@ -62,16 +62,9 @@ impl std::fmt::Display for Account {
 
 #[tokio::test]
 async fn a_typed_extension_from_an_auth_layer_scopes_keys() {
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
+    let (handler, runs) = counted_post(|n| async move { format!("run {n}") });
     let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let runs = handler_runs.clone();
-                async move { format!("run {}", runs.add()) }
-            }),
-        )
+        .route("/orders", handler)
         .layer(IdempotencyLayer::new(MemoryStore::new()).scope_by_extension::<Account>())
         // Runs before the idempotency layer: the "authentication".
         .layer(axum::middleware::map_request(
@@ -103,17 +96,8 @@ async fn a_custom_scope_function() {
     let layer = IdempotencyLayer::new(MemoryStore::new()).scope(|parts: &http::request::Parts| {
         Scope::new(parts.uri.query().unwrap_or_default().to_owned())
     });
-    let runs = Runs::default();
-    let handler_runs = runs.clone();
-    let app = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::post(move || {
-                let runs = handler_runs.clone();
-                async move { format!("run {}", runs.add()) }
-            }),
-        )
-        .layer(layer);
+    let (handler, runs) = counted_post(|n| async move { format!("run {n}") });
+    let app = axum::Router::new().route("/orders", handler).layer(layer);
     let post = |uri: &str| common::request("POST", uri, Some("k1"), "");
     send(&app, post("/orders?t=1")).await;
     send(&app, post("/orders?t=2")).await;

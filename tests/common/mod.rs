@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
@@ -36,6 +36,19 @@ impl Runs {
     pub fn add(&self) -> usize {
         self.0.fetch_add(1, Ordering::SeqCst) + 1
     }
+}
+
+/// A `POST` handler that counts its runs: `answer` gets the run's number
+/// (from 1) and makes the response. Mount it on any path, add any layer.
+pub fn counted_post<F, Fut>(answer: F) -> (MethodRouter, Runs)
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output: IntoResponse> + Send + 'static,
+{
+    let runs = Runs::default();
+    let handler_runs = runs.clone();
+    let handler = post(move || answer(handler_runs.add()));
+    (handler, runs)
 }
 
 /// An app whose `POST /orders` creates an order numbered by its run, echoing the
@@ -256,23 +269,17 @@ pub struct Gate {
 }
 
 pub fn gated_app<St: Store>(layer: IdempotencyLayer<St>) -> (Router, Runs, Gate) {
-    let runs = Runs::default();
     let gate = Gate::default();
-    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
-    let app = Router::new()
-        .route(
-            "/orders",
-            post(move || {
-                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
-                async move {
-                    let n = runs.add();
-                    gate.started.notify_one();
-                    gate.finish.notified().await;
-                    (StatusCode::CREATED, format!("order {n}"))
-                }
-            }),
-        )
-        .layer(layer);
+    let handler_gate = gate.clone();
+    let (handler, runs) = counted_post(move |n| {
+        let gate = handler_gate.clone();
+        async move {
+            gate.started.notify_one();
+            gate.finish.notified().await;
+            (StatusCode::CREATED, format!("order {n}"))
+        }
+    });
+    let app = Router::new().route("/orders", handler).layer(layer);
     (app, runs, gate)
 }
 
@@ -348,25 +355,19 @@ pub fn first_run_blocks<St: Store>(
     layer: IdempotencyLayer<St>,
     first_status: StatusCode,
 ) -> (Router, Runs, Gate) {
-    let runs = Runs::default();
     let gate = Gate::default();
-    let (handler_runs, handler_gate) = (runs.clone(), gate.clone());
-    let app = Router::new()
-        .route(
-            "/orders",
-            post(move || {
-                let (runs, gate) = (handler_runs.clone(), handler_gate.clone());
-                async move {
-                    let n = runs.add();
-                    if n > 1 {
-                        return (StatusCode::CREATED, format!("owner {n}"));
-                    }
-                    gate.started.notify_one();
-                    gate.finish.notified().await;
-                    (first_status, format!("owner {n}"))
-                }
-            }),
-        )
-        .layer(layer);
+    let handler_gate = gate.clone();
+    let (handler, runs) = counted_post(move |n| {
+        let gate = handler_gate.clone();
+        async move {
+            if n > 1 {
+                return (StatusCode::CREATED, format!("owner {n}"));
+            }
+            gate.started.notify_one();
+            gate.finish.notified().await;
+            (first_status, format!("owner {n}"))
+        }
+    });
+    let app = Router::new().route("/orders", handler).layer(layer);
     (app, runs, gate)
 }
