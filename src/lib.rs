@@ -5,56 +5,31 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-/// Marks items as part of the server side (feature `server`, on by default).
-macro_rules! server {
-    ($($item:item)*) => {
-        $(
-            #[cfg(feature = "server")]
-            #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-            $item
-        )*
-    };
-}
+mod header;
+#[cfg(feature = "server")]
+mod log;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod store;
+
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 
-server! {
-    mod body;
-    mod canonical_json;
-    mod claim;
-    mod decision;
-    mod execution;
-    mod fingerprint;
-    mod future;
-    mod key;
-    mod layer;
-    mod lease;
-    mod log;
-    mod outcome;
-    mod profile;
-    mod recording;
-    mod rejection;
-    mod request_body;
-    mod scope;
-    mod service;
-    pub mod store;
-
-    pub use body::ResponseBody;
-    pub use fingerprint::Fingerprint;
-    pub use future::ResponseFuture;
-    pub use key::{IdempotencyKey, InvalidKey};
-    pub use layer::IdempotencyLayer;
-    pub use outcome::{Outcome, OutcomeReport};
-    pub use profile::Profile;
-    pub use recording::default_record_policy;
-    pub use request_body::RequestBody;
-    pub use scope::{Scope, ScopeFn};
-    pub use service::Idempotency;
-    pub use store::{MemoryStore, Store};
-}
+pub use header::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+#[cfg(feature = "server")]
+pub use server::{
+    Idempotency, IdempotencyKey, IdempotencyLayer, InvalidKey, Outcome, OutcomeReport, Profile,
+    Scope, ScopeFn, default_record_policy,
+};
+#[cfg(feature = "server")]
+pub use store::{Fingerprint, MemoryStore, Store};

@@ -13,7 +13,8 @@ use common::{
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
-use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody};
+use tower_idempotency::server::RequestBody;
+use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
 #[tokio::test]
 async fn a_body_over_the_limit_with_content_length_gets_413_without_running() {

@@ -12,7 +12,8 @@ use common::{Fault, FaultyStore, Runs, counted_post, gated_app, post_json, read,
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
-use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody};
+use tower_idempotency::server::RequestBody;
+use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
 #[tokio::test]
 async fn without_run_to_completion_a_dropped_response_future_releases_the_claim() {

@@ -13,7 +13,8 @@ use common::{ChannelBody, Fault, FaultyStore, Runs, counted_post, post_json, rea
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody, Store};
+use tower_idempotency::server::RequestBody;
+use tower_idempotency::{IdempotencyLayer, MemoryStore, Store};
 
 /// `POST /orders` that takes `work` to answer (or panics after it, if `panic`).
 fn slow_app<St: Store>(

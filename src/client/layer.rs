@@ -8,8 +8,7 @@ use tower_layer::Layer;
 use super::random::{self, KeyGenerationError};
 use super::sent_key::SentKey;
 use super::service::SetIdempotencyKey;
-
-pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+use crate::IDEMPOTENCY_KEY;
 
 /// Gives every call with a covered method its own `Idempotency-Key`, unless it
 /// already has one; wraps a client in [`SetIdempotencyKey`].

@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
 use tower::retry::Policy;
 
-use super::layer::IDEMPOTENCY_KEY;
 use super::random;
 use super::retry_after::retry_after;
+use crate::IDEMPOTENCY_KEY;
 
 /// A [`tower::retry::Policy`] that knows this crate's answers: it retries what
 /// a retry can fix, never what it cannot, a bounded number of times, with

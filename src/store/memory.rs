@@ -15,10 +15,9 @@ use bytes::Bytes;
 
 use super::codec;
 use super::{
-    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    StoreError, StoreErrorKind, WaitSettled,
 };
-use crate::fingerprint::Fingerprint;
 
 /// Number of expiry queues; a power of two so a digest byte picks one.
 const EXPIRY_SHARDS: usize = 64;
@@ -556,13 +555,12 @@ impl Store for MemoryStore {
     async fn wait_settled(
         &self,
         key: &KeyDigest,
-        _attempt: u32,
         max: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<WaitSettled, StoreError> {
         let now = self.inner.now();
         let key = &MapKey::of(key);
         let Some((notify, token, lease_until)) = self.inner.waiters(key, now) else {
-            return Ok(());
+            return Ok(WaitSettled::Notified);
         };
         let notified = notify.notified();
         let mut notified = std::pin::pin!(notified);
@@ -574,11 +572,11 @@ impl Store for MemoryStore {
             .get(key)
             .is_some_and(|entry| entry.is_owned_by(token, now))
         {
-            return Ok(());
+            return Ok(WaitSettled::Notified);
         }
         // A lapse tells no one: wake at the end of the lease at the latest.
         let wait = max.min(Duration::from_nanos(lease_until.saturating_sub(now)));
         let _ = tokio::time::timeout(wait, notified).await;
-        Ok(())
+        Ok(WaitSettled::Notified)
     }
 }

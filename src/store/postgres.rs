@@ -10,12 +10,11 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::codec;
-use super::token::new_token;
+use super::timeout::within;
 use super::{
-    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind, within,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    StoreError, StoreErrorKind, new_token,
 };
-use crate::fingerprint::Fingerprint;
 
 /// The default table name.
 const DEFAULT_TABLE: &str = "tower_idempotency";
@@ -275,7 +274,7 @@ impl PostgresStore {
         Sweeper(task)
     }
 
-    fn bounded<F>(&self, call: F) -> super::Within<F> {
+    fn bounded<F>(&self, call: F) -> super::timeout::Within<F> {
         within(self.timeout, call)
     }
 

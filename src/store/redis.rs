@@ -1,6 +1,6 @@
 //! [`RedisStore`]: records in Redis, shared by every replica.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -9,11 +9,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
 use super::codec;
-use super::token::new_token;
+use super::timeout::within;
 use super::{
-    ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind, within,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, Store, StoreError, StoreErrorKind,
+    new_token,
 };
-use crate::fingerprint::Fingerprint;
 
 /// Claims a free key, or returns what it holds. One round trip.
 ///
@@ -148,8 +148,8 @@ impl RedisStore {
 
     fn redis_key(&self, key: &KeyDigest) -> String {
         let mut redis_key = String::with_capacity(self.prefix.len() + 64);
-        redis_key.push_str(&self.prefix);
-        redis_key.push_str(&key.to_hex());
+        // Writing to a String cannot fail.
+        let _ = write!(redis_key, "{}{key:x}", self.prefix);
         redis_key
     }
 

@@ -1,15 +1,43 @@
-//! Fencing tokens for the networked stores, made by the client.
+//! [`FencingToken`]: proof that a caller still owns its claim.
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 use std::hash::{BuildHasher, Hasher, RandomState};
+#[cfg(any(feature = "redis", feature = "postgres"))]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(feature = "redis", feature = "postgres"))]
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::FencingToken;
+/// Proof of ownership of a claim. A store hands out a new token on every
+/// successful claim, never the same one twice for a key, and accepts
+/// `record`, `release` and `renew` only with the current owner's token.
+///
+/// ```
+/// use tower_idempotency::store::FencingToken;
+///
+/// let token = FencingToken::new(42);
+/// assert_eq!(token.get(), 42);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FencingToken(u64);
 
-/// A token no other claim of a key will have: 64 bits from a randomly keyed
-/// hash of a process counter and the time. Two claims of one key collide with
-/// odds of 2^-64; a store keeps no counter, so a key that expired and is
-/// claimed again can never be handed an old owner's token by a counter reset.
+impl FencingToken {
+    /// A token from the number a store keeps.
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The number a store keeps.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A token no other claim of a key will have, for the networked stores: 64
+/// bits from a randomly keyed hash of a process counter and the time. Two
+/// claims of one key collide with odds of 2^-64; a store keeps no counter, so
+/// a key that expired and is claimed again can never be handed an old
+/// owner's token by a counter reset.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) fn new_token() -> FencingToken {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
@@ -21,7 +49,7 @@ pub(crate) fn new_token() -> FencingToken {
     FencingToken::new(hasher.finish())
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "redis", feature = "postgres")))]
 mod tests {
     use super::*;
 

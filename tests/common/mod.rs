@@ -19,7 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_idempotency::store::{
-    ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind,
+    ClaimOutcome, FencingToken, KeyDigest, Record, Store, StoreError, StoreErrorKind, WaitSettled,
 };
 use tower_idempotency::{Fingerprint, IdempotencyLayer, MemoryStore};
 
@@ -243,13 +243,12 @@ impl Store for FaultyStore {
     async fn wait_settled(
         &self,
         key: &KeyDigest,
-        attempt: u32,
         max: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<WaitSettled, StoreError> {
         self.waits.fetch_add(1, Ordering::SeqCst);
         self.waited.notify_one();
         self.gate(Call::Other).await?;
-        self.inner.wait_settled(key, attempt, max).await
+        self.inner.wait_settled(key, max).await
     }
 }
 

@@ -23,7 +23,7 @@ pin_project! {
     /// use bytes::Bytes;
     /// use http::{Request, Response};
     /// use http_body_util::{BodyExt, Full};
-    /// use tower_idempotency::RequestBody;
+    /// use tower_idempotency::server::RequestBody;
     ///
     /// let handler = tower::service_fn(|request: Request<RequestBody<Full<Bytes>>>| async move {
     ///     let body = request.into_body().collect().await?.to_bytes();

@@ -10,8 +10,6 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::claim::FinishRecording;
-
 pin_project! {
     /// The body of every response the layer returns: the service's own body
     /// (streamed as produced, with a copy kept for the record when the
@@ -22,7 +20,7 @@ pin_project! {
     ///
     /// ```
     /// use http_body_util::{BodyExt, Empty};
-    /// use tower_idempotency::ResponseBody;
+    /// use tower_idempotency::server::ResponseBody;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let body = ResponseBody::<Empty<bytes::Bytes>>::default();
@@ -42,6 +40,17 @@ pin_project! {
         Inner { #[pin] body: B },
         Recording { recording: Recording<B> },
     }
+}
+
+/// The end of a recording, as the response body sees it: whatever owns the
+/// claim (no store type in sight) renews its lease while the body streams
+/// and records the body when it ends.
+pub(crate) trait FinishRecording: Send {
+    /// Renews the claim's lease while the body streams.
+    fn poll_renew(&mut self, cx: &mut Context<'_>);
+
+    /// Records `body` (`None`: too large, record a tombstone).
+    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 impl<B> ResponseBody<B> {

@@ -1,12 +1,11 @@
-//! The decision table of SPEC section 4: what the store's answer means for a
+//! The decision table: what the store's answer to a claim means for a
 //! request.
 
 use std::time::Duration;
 
-use crate::fingerprint::Fingerprint;
+use super::response::Rejection;
 use crate::log::warn_store_error;
-use crate::rejection::Rejection;
-use crate::store::{ClaimOutcome, FencingToken, RecordedResponse, StoreError};
+use crate::store::{ClaimOutcome, FencingToken, Fingerprint, RecordedResponse, StoreError};
 
 /// What to do with a protected request once the store has answered its claim.
 #[derive(Debug, PartialEq)]

@@ -8,18 +8,13 @@ use std::time::Duration;
 use http::{HeaderName, Method, StatusCode};
 use tower_layer::Layer;
 
-use crate::decision::DecisionConfig;
-use crate::fingerprint::FingerprintConfig;
-use crate::outcome::{OutcomeHook, OutcomeReport};
-use crate::profile::Profile;
-use crate::recording::default_record_policy;
-use crate::rejection::Rejection;
-use crate::scope::{ExtensionScope, GlobalScope, HeaderScope, ScopeFn, SharedScopeFn};
-use crate::service::Idempotency;
+use super::config::Config;
+use super::outcome::OutcomeReport;
+use super::profile::Profile;
+use super::request::{ExtensionScope, HeaderScope, ScopeFn};
+use super::response::Rejection;
+use super::service::Idempotency;
 use crate::store::Store;
-
-/// The default name of the key header.
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Applies [`Idempotency`] to a service: the first request with a key runs,
 /// its retries get the recorded answer.
@@ -64,77 +59,6 @@ pub struct IdempotencyLayer<St> {
     store: Arc<St>,
 }
 
-/// Everything the layer was told, shared by the services it makes.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) methods: Vec<Method>,
-    pub(crate) header: HeaderName,
-    pub(crate) require_key: bool,
-    pub(crate) scope: SharedScopeFn,
-    pub(crate) fingerprint: FingerprintConfig,
-    pub(crate) request_body_limit: usize,
-    pub(crate) response_record_limit: usize,
-    pub(crate) ttl: Duration,
-    pub(crate) lease: Duration,
-    pub(crate) store_timeout: Duration,
-    pub(crate) record_policy: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
-    pub(crate) decision: DecisionConfig,
-    pub(crate) wait_in_flight: Option<Duration>,
-    pub(crate) run_to_completion: bool,
-    pub(crate) on_outcome: Option<OutcomeHook>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            methods: vec![Method::POST, Method::PATCH],
-            header: IDEMPOTENCY_KEY,
-            require_key: false,
-            scope: Arc::new(GlobalScope),
-            fingerprint: FingerprintConfig::default(),
-            request_body_limit: 1024 * 1024,
-            response_record_limit: 1024 * 1024,
-            ttl: Duration::from_secs(24 * 60 * 60),
-            lease: Duration::from_secs(30),
-            store_timeout: Duration::from_secs(2),
-            record_policy: Arc::new(default_record_policy),
-            decision: DecisionConfig {
-                retry_after: Duration::from_secs(1),
-                fail_open: false,
-                mismatch: Rejection::PayloadMismatch,
-            },
-            wait_in_flight: None,
-            run_to_completion: true,
-            on_outcome: None,
-        }
-    }
-}
-
-impl Config {
-    pub(crate) fn covers(&self, method: &Method) -> bool {
-        self.methods.contains(method)
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("methods", &self.methods)
-            .field("header", &self.header)
-            .field("require_key", &self.require_key)
-            .field("fingerprint", &self.fingerprint)
-            .field("request_body_limit", &self.request_body_limit)
-            .field("response_record_limit", &self.response_record_limit)
-            .field("ttl", &self.ttl)
-            .field("lease", &self.lease)
-            .field("store_timeout", &self.store_timeout)
-            .field("decision", &self.decision)
-            .field("wait_in_flight", &self.wait_in_flight)
-            .field("run_to_completion", &self.run_to_completion)
-            .finish_non_exhaustive()
-    }
-}
-
 impl<St: Store> IdempotencyLayer<St> {
     /// A layer keeping its records in `store`, with the defaults above.
     pub fn new(store: St) -> Self {
@@ -174,7 +98,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// Maps each request to a tenant [`Scope`](crate::Scope) with a function of the request
+    /// Maps each request to a tenant [`Scope`](super::Scope) with a function of the request
     /// head, so tenants never see each other's records.
     ///
     /// # Warning

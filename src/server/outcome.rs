@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decision::Decision;
-use crate::rejection::Rejection;
+use super::decision::Decision;
+use super::response::Rejection;
 use crate::store::KeyDigest;
 
 /// What the layer did with a covered request.
@@ -113,10 +113,7 @@ pub(crate) fn report(
         span.record("outcome", outcome.as_str());
         span.record("store_latency_us", store_latency.as_micros() as u64);
         if let Some(digest) = digest {
-            span.record(
-                "key_digest",
-                tracing::field::display(&digest.to_hex()[..16]),
-            );
+            span.record("key_digest", tracing::field::display(DigestPrefix(digest)));
         }
         match outcome {
             Outcome::Executed | Outcome::Replayed => tracing::debug!(%outcome, "idempotency"),
@@ -134,5 +131,19 @@ pub(crate) fn report(
             store_latency,
             elapsed,
         });
+    }
+}
+
+/// The first 8 bytes of a digest in hex: enough to follow one key through
+/// the logs, too little to stand for the record's name.
+#[cfg(feature = "tracing")]
+struct DigestPrefix<'a>(&'a KeyDigest);
+
+#[cfg(feature = "tracing")]
+impl fmt::Display for DigestPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_bytes()[..8]
+            .iter()
+            .try_for_each(|byte| write!(f, "{byte:02x}"))
     }
 }

@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the future every call of [`Idempotency`](crate::Idempotency)
+//! [`ResponseFuture`]: the future every call of [`Idempotency`](super::Idempotency)
 //! returns.
 
 use std::fmt;
@@ -9,15 +9,14 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::body::ResponseBody;
-use crate::rejection::Rejection;
+use super::response::{Rejection, ResponseBody, rejection_response};
 
 /// The boxed future of a protected request.
 pub(crate) type ProtectedFuture<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// Response future of [`Idempotency`](crate::Idempotency).
+    /// Response future of [`Idempotency`](super::Idempotency).
     ///
     /// A request the layer does not protect (another method, no key) costs
     /// no allocation: it holds the inner future as it is. A protected request
@@ -73,11 +72,6 @@ where
             KindProj::Protected { future } => future.as_mut().poll(cx),
         }
     }
-}
-
-/// A rejection as a response of the layer's body type.
-pub(crate) fn rejection_response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
-    rejection.into_response().map(ResponseBody::full)
 }
 
 impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {

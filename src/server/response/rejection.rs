@@ -1,11 +1,12 @@
-//! The layer's own error responses: `application/problem+json` (RFC 9457,
-//! SPEC section 5).
+//! The layer's own error responses: `application/problem+json` (RFC 9457).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
+
+use super::body::ResponseBody;
 
 /// Why the layer answered a request itself instead of running or replaying it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,11 @@ impl Rejection {
         }
         response
     }
+}
+
+/// Answers with `rejection`, in the layer's body type.
+pub(crate) fn rejection_response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
+    rejection.into_response().map(ResponseBody::full)
 }
 
 #[cfg(test)]

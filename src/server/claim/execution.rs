@@ -10,10 +10,9 @@ use bytes::Bytes;
 use http::Response;
 use http_body::Body;
 
-use crate::body::{Recording, ResponseBody};
-use crate::claim::{Claim, PendingRecord};
-use crate::recording::recordable_headers;
-use crate::service::declared_len;
+use super::held::{Claim, PendingRecord};
+use crate::server::content_length::declared_len;
+use crate::server::response::{Recording, ResponseBody, recordable_headers};
 use crate::store::{RecordedResponse, Store};
 
 /// Runs `future` (the service's answer to a claimed request) and sets up the

@@ -12,90 +12,14 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use crate::fingerprint::Fingerprint;
-use crate::layer::Config;
-use crate::lease::LeaseKeeper;
+use super::lease::LeaseKeeper;
 use crate::log::warn_store_error;
+use crate::server::config::{Config, Shared};
+use crate::server::response::FinishRecording;
 use crate::store::{
-    ClaimOutcome, FencingToken, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind, Within, within,
+    FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store, StoreError,
+    StoreErrorKind,
 };
-
-/// What a layer's services share: the configuration and the store.
-#[derive(Debug)]
-pub(crate) struct Shared<St> {
-    pub(crate) config: Config,
-    pub(crate) store: Arc<St>,
-}
-
-impl<St: Store> Shared<St> {
-    /// Claims `key`; if it is in flight for the same request and the layer is
-    /// set to wait, waits for it to settle and claims again, until the wait
-    /// bound. Returns the last outcome and when that claim was sent.
-    pub(crate) async fn claim(
-        &self,
-        key: &KeyDigest,
-        fingerprint: &Fingerprint,
-    ) -> (Result<ClaimOutcome, StoreError>, Instant) {
-        let claimed_at = Instant::now();
-        let outcome = self.claim_once(key, fingerprint).await;
-        match (&outcome, self.config.wait_in_flight) {
-            (
-                Ok(ClaimOutcome::InFlight {
-                    fingerprint: theirs,
-                }),
-                Some(bound),
-            ) if theirs == fingerprint => {
-                // Boxed: the waiting loop takes no room in every request's future.
-                Box::pin(self.wait_and_claim(key, fingerprint, claimed_at + bound)).await
-            }
-            _ => (outcome, claimed_at),
-        }
-    }
-
-    fn claim_once<'a>(
-        &'a self,
-        key: &'a KeyDigest,
-        fingerprint: &'a Fingerprint,
-    ) -> Within<impl Future<Output = Result<ClaimOutcome, StoreError>> + Send + 'a> {
-        self.bounded(self.store.claim(key, fingerprint, self.config.lease))
-    }
-
-    /// Waits for the in-flight claim of `key` to settle and claims again,
-    /// until `deadline`.
-    async fn wait_and_claim(
-        &self,
-        key: &KeyDigest,
-        fingerprint: &Fingerprint,
-        deadline: Instant,
-    ) -> (Result<ClaimOutcome, StoreError>, Instant) {
-        let mut attempt = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let waited = within(
-                remaining + self.config.store_timeout,
-                self.store.wait_settled(key, attempt, remaining),
-            )
-            .await;
-            let claimed_at = Instant::now();
-            if let Err(error) = waited {
-                return (Err(error), claimed_at);
-            }
-            let outcome = self.claim_once(key, fingerprint).await;
-            let waiting = matches!(&outcome,
-                Ok(ClaimOutcome::InFlight { fingerprint: theirs }) if theirs == fingerprint);
-            if !waiting || Instant::now() >= deadline {
-                return (outcome, claimed_at);
-            }
-            attempt = attempt.saturating_add(1);
-        }
-    }
-
-    /// Runs one store call, bounded by the store timeout.
-    pub(crate) fn bounded<F>(&self, call: F) -> Within<F> {
-        within(self.config.store_timeout, call)
-    }
-}
 
 /// A won claim. Dropped without [`record`](Self::record) or
 /// [`release`](Self::release) (a dropped future, a panic), it releases the key
@@ -262,16 +186,6 @@ impl<St: Store> Drop for Claim<St> {
             }
         });
     }
-}
-
-/// The end of a recording, as the response body sees it: no store type in
-/// sight.
-pub(crate) trait FinishRecording: Send {
-    /// Renews the claim's lease while the body streams.
-    fn poll_renew(&mut self, cx: &mut Context<'_>);
-
-    /// Records `body` (`None`: too large, record a tombstone).
-    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// A claim waiting for its response body to end.

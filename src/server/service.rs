@@ -7,30 +7,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
-use crate::claim::{Claim, Shared};
-use crate::decision::Decision;
-use crate::execution::execute;
-use crate::fingerprint::Fingerprint;
-use crate::future::{ResponseFuture, rejection_response};
-use crate::key::{IdempotencyKey, key_from_headers};
-use crate::layer::Config;
-use crate::outcome::{Outcome, report};
-use crate::rejection::Rejection;
-use crate::request_body::{BufferError, RequestBody, buffer};
-use crate::store::{KeyDigest, RecordedResponse, Store};
-
-/// The header marking a replayed response.
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+use super::claim::{Claim, acquire, execute};
+use super::config::{Config, Shared};
+use super::content_length::declared_len;
+use super::decision::Decision;
+use super::future::ResponseFuture;
+use super::outcome::{Outcome, report};
+use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
+use super::response::{Rejection, ResponseBody, rejection_response, replay};
+use crate::store::{Fingerprint, KeyDigest, Store};
 
 /// Middleware that runs the inner service once per idempotency key and
-/// replays its response to retries. Made by [`IdempotencyLayer`](crate::IdempotencyLayer).
+/// replays its response to retries. Made by [`IdempotencyLayer`](super::IdempotencyLayer).
 ///
 /// The inner service receives the request unchanged (same head, same body
 /// bytes) with its [`IdempotencyKey`] added to the extensions; its body type is
@@ -43,7 +36,8 @@ const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-repl
 /// use http::{Request, Response};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::{Layer, ServiceExt};
-/// use tower_idempotency::{IdempotencyLayer, MemoryStore, RequestBody};
+/// use tower_idempotency::server::RequestBody;
+/// use tower_idempotency::{IdempotencyLayer, MemoryStore};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let handler = tower::service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
@@ -199,7 +193,7 @@ where
         }
     };
     let asked = Instant::now();
-    let (claim, claimed_at) = shared.claim(&digest, &fingerprint).await;
+    let (claim, claimed_at) = acquire(&shared, &digest, &fingerprint).await;
     let store_latency = asked.elapsed();
     let decision = config.decision.decide(claim, &fingerprint);
     let hook = config.on_outcome.as_ref();
@@ -255,20 +249,4 @@ where
         fingerprint,
         digest,
     ))
-}
-
-/// The recorded response, sent again.
-fn replay<B>(recorded: RecordedResponse) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::full(recorded.body));
-    *response.status_mut() = recorded.status;
-    *response.headers_mut() = recorded.headers;
-    response
-        .headers_mut()
-        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    response
-}
-
-/// The `Content-Length` a message declares, if it declares one.
-pub(crate) fn declared_len(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

@@ -1,32 +1,13 @@
-//! The request fingerprint (SPEC section 3): what makes two requests "the same".
-
-use std::fmt;
+//! The request fingerprint: what makes two requests under one key "the same".
 
 use http::HeaderName;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json::canonicalize;
-
-/// SHA-256 of a request's method, path with query, chosen headers and body.
-///
-/// A retry with the same key must carry the same fingerprint to be replayed;
-/// another fingerprint under the same key is a payload mismatch. Comparison
-/// takes the same time whatever the bytes, so it leaks nothing through timing.
-#[derive(Clone, Copy, Eq)]
-pub struct Fingerprint([u8; 32]);
+use super::canonical_json::canonicalize;
+use crate::store::Fingerprint;
 
 impl Fingerprint {
-    /// A fingerprint from its 32 bytes, as a store read them back.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The 32 bytes of the digest.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     /// The fingerprint the layer computes by default (no extra headers, raw
     /// body) for a request with head `parts` and body `body`: to log it, or
     /// to check a record by hand.
@@ -41,28 +22,6 @@ impl Fingerprint {
     pub fn of(parts: &Parts, body: &[u8]) -> Self {
         FingerprintConfig::default().fingerprint(parts, body)
     }
-}
-
-impl PartialEq for Fingerprint {
-    fn eq(&self, other: &Self) -> bool {
-        constant_time_eq(&self.0, &other.0)
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint(")?;
-        for byte in &self.0[..8] {
-            write!(f, "{byte:02x}")?;
-        }
-        write!(f, "..)")
-    }
-}
-
-/// Compares two digests without an early exit.
-pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// Which parts of a request the fingerprint covers beyond method, path, query
@@ -115,7 +74,7 @@ impl FingerprintConfig {
                 hasher.field(body);
             }
         }
-        Fingerprint(hasher.0.finalize().into())
+        Fingerprint::from_bytes(hasher.0.finalize().into())
     }
 }
 
