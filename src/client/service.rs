@@ -31,12 +31,17 @@ impl<S> SetIdempotencyKey<S> {
         Self { inner, config }
     }
 
-    /// The wrapped client.
+    /// Returns a reference to the wrapped client.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// Consumes the layer's service, returning the wrapped client.
+    /// Returns a mutable reference to the wrapped client.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the service, returning the wrapped client.
     pub fn into_inner(self) -> S {
         self.inner
     }

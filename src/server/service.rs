@@ -69,6 +69,21 @@ impl<S, St> Idempotency<S, St> {
             shared: Arc::new(Shared { config, store }),
         }
     }
+
+    /// Returns a reference to the wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Returns a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone, St> Clone for Idempotency<S, St> {
