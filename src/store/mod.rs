@@ -15,6 +15,9 @@ use std::future::Future;
 use std::time::Duration;
 
 pub(crate) mod codec;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod digest;
 mod error;
 mod memory;

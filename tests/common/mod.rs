@@ -1,6 +1,7 @@
 //! Helpers shared by the behaviour tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod example;
 pub mod load;
 pub mod replicas;
 pub mod wire;
@@ -369,4 +370,34 @@ pub fn first_run_blocks<St: Store>(
     });
     let app = Router::new().route("/orders", handler).layer(layer);
     (app, runs, gate)
+}
+
+/// A key no other test (or test run) uses.
+pub fn unique_key(name: &str) -> KeyDigest {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let scope = tower_idempotency::Scope::new(format!("{name}-{}-{nanos}", std::process::id()));
+    KeyDigest::new(
+        &scope,
+        &tower_idempotency::IdempotencyKey::parse(b"test").unwrap(),
+    )
+}
+
+/// A response using every byte value and a multi-valued header.
+pub fn sample_response() -> tower_idempotency::store::RecordedResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("location", http::HeaderValue::from_static("/orders/1"));
+    headers.append("vary", http::HeaderValue::from_static("accept"));
+    headers.append("vary", http::HeaderValue::from_static("accept-encoding"));
+    headers.insert(
+        "x-opaque",
+        http::HeaderValue::from_bytes(b"\x80\xff raw").unwrap(),
+    );
+    tower_idempotency::store::RecordedResponse {
+        status: StatusCode::CREATED,
+        headers,
+        body: Bytes::from((0..=255u8).cycle().take(4096).collect::<Vec<_>>()),
+    }
 }

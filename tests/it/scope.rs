@@ -1,9 +1,7 @@
 //! Tenant scopes (SPEC section 3): one tenant never sees another's records.
 
-mod common;
-
+use crate::common::{counted_post, orders_app, send};
 use axum::body::Body;
-use common::{counted_post, orders_app, send};
 use http::{Request, StatusCode};
 use tower_idempotency::{IdempotencyLayer, MemoryStore, Scope};
 
@@ -45,8 +43,12 @@ async fn without_the_header_requests_share_the_global_scope() {
     let layer = IdempotencyLayer::new(MemoryStore::new())
         .scope_by_header(http::HeaderName::from_static("x-api-key"));
     let (app, runs) = orders_app(layer);
-    send(&app, common::post_json("k1", "a")).await;
-    assert!(send(&app, common::post_json("k1", "a")).await.is_replay());
+    send(&app, crate::common::post_json("k1", "a")).await;
+    assert!(
+        send(&app, crate::common::post_json("k1", "a"))
+            .await
+            .is_replay()
+    );
     assert!(!send(&app, from("tenant-a", "k1", "a")).await.is_replay());
     assert_eq!(runs.count(), 2);
 }
@@ -98,7 +100,7 @@ async fn a_custom_scope_function() {
     });
     let (handler, runs) = counted_post(|n| async move { format!("run {n}") });
     let app = axum::Router::new().route("/orders", handler).layer(layer);
-    let post = |uri: &str| common::request("POST", uri, Some("k1"), "");
+    let post = |uri: &str| crate::common::request("POST", uri, Some("k1"), "");
     send(&app, post("/orders?t=1")).await;
     send(&app, post("/orders?t=2")).await;
     assert!(send(&app, post("/orders?t=1")).await.is_replay());

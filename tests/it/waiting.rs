@@ -1,12 +1,10 @@
 //! Waiting for an in-flight key (SPEC section 4, option): retries wait for
 //! the outcome and replay it, up to a bound.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{FaultyStore, PollingStore, gated_app, post_json, send};
+use crate::common::{FaultyStore, PollingStore, gated_app, post_json, send};
 use http::{StatusCode, header};
 use tokio::time::Instant;
 use tower_idempotency::IdempotencyLayer;
@@ -83,7 +81,7 @@ async fn past_the_bound_a_waiter_gets_409_with_retry_after() {
 async fn when_the_owner_fails_one_waiter_runs_and_the_others_replay_it() {
     let store = FaultyStore::default();
     let layer = IdempotencyLayer::new(store.clone()).wait_in_flight(Duration::from_secs(60));
-    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::SERVICE_UNAVAILABLE);
+    let (app, runs, gate) = crate::common::first_run_blocks(layer, StatusCode::SERVICE_UNAVAILABLE);
     let owner = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

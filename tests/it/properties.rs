@@ -2,8 +2,6 @@
 //! is injective, sf-string unquoting round-trips, the key parser never
 //! panics, and the recording policy never records a status it should not.
 
-mod common;
-
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use proptest::prelude::*;
@@ -123,15 +121,15 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let (handler, runs) =
-                common::counted_post(move |_| async move { StatusCode::from_u16(code).unwrap() });
+                crate::common::counted_post(move |_| async move { StatusCode::from_u16(code).unwrap() });
             let app = axum::Router::new()
                 .route("/", handler)
                 .layer(IdempotencyLayer::new(MemoryStore::new()));
             let request = || {
                 Request::post("/").header("idempotency-key", "k").body(Body::empty()).unwrap()
             };
-            common::send(&app, request()).await;
-            let retry = common::send(&app, request()).await;
+            crate::common::send(&app, request()).await;
+            let retry = crate::common::send(&app, request()).await;
             let recorded = default_record_policy(StatusCode::from_u16(code).unwrap());
             assert_eq!(retry.is_replay(), recorded, "{code}");
             assert_eq!(runs.count(), if recorded { 1 } else { 2 }, "{code}");

@@ -1,12 +1,10 @@
 //! Time: the TTL of records and the lease of claims, with a paused clock, and
 //! fencing of a stale owner (SPEC section 4).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{post_json, send};
+use crate::common::{post_json, send};
 use http::StatusCode;
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
@@ -14,7 +12,7 @@ use tower_idempotency::{IdempotencyLayer, MemoryStore};
 async fn a_record_lives_for_the_ttl_then_the_key_runs_again() {
     let store = Arc::new(MemoryStore::new());
     let layer = IdempotencyLayer::from_shared_store(store.clone()).ttl(Duration::from_secs(60));
-    let (app, runs) = common::orders_app(layer);
+    let (app, runs) = crate::common::orders_app(layer);
     send(&app, post_json("k1", "a")).await;
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(send(&app, post_json("k1", "a")).await.is_replay());
@@ -35,7 +33,7 @@ async fn a_record_lives_for_the_ttl_then_the_key_runs_again() {
 async fn expired_records_are_removed_by_the_store() {
     let store = Arc::new(MemoryStore::new());
     let layer = IdempotencyLayer::from_shared_store(store.clone()).ttl(Duration::from_secs(60));
-    let (app, _) = common::orders_app(layer);
+    let (app, _) = crate::common::orders_app(layer);
     for i in 0..100 {
         send(&app, post_json(&format!("old-{i}"), "a")).await;
     }
@@ -61,7 +59,7 @@ async fn expired_records_are_removed_by_the_store() {
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_lease_lets_the_next_retry_claim_and_fences_the_stale_owner() {
     let layer = IdempotencyLayer::new(MemoryStore::new()).lease(Duration::from_secs(10));
-    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::CREATED);
+    let (app, runs, gate) = crate::common::first_run_blocks(layer, StatusCode::CREATED);
     let stale = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

@@ -1,15 +1,13 @@
 //! Long-running work (SPEC section 4): run to completion, lease renewal with
 //! fencing, and no work left behind, all on a paused clock.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::common::{ChannelBody, Fault, FaultyStore, Runs, counted_post, post_json, read, send};
 use axum::body::Body;
 use bytes::Bytes;
-use common::{ChannelBody, Fault, FaultyStore, Runs, counted_post, post_json, read, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -154,7 +152,7 @@ async fn a_crashed_owner_loses_the_key_after_one_lease_and_is_fenced_off() {
     store.set(Fault::FailRenewals);
     let lease = Duration::from_secs(30);
     let layer = IdempotencyLayer::new(store.clone()).lease(lease);
-    let (app, runs, gate) = common::first_run_blocks(layer, StatusCode::CREATED);
+    let (app, runs, gate) = crate::common::first_run_blocks(layer, StatusCode::CREATED);
     let stale = tokio::spawn({
         let app = app.clone();
         async move { send(&app, post_json("k1", "a")).await }

@@ -1,12 +1,10 @@
 //! Races: many concurrent requests with one key run the service once (SPEC
 //! section 4).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{gated_app, post_json, send};
+use crate::common::{gated_app, post_json, send};
 use http::{StatusCode, header};
 use tokio::sync::Barrier;
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
@@ -45,7 +43,7 @@ async fn a_hundred_concurrent_requests_with_one_key_run_the_handler_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_keys_at_once_each_run_once() {
-    let (app, runs) = common::orders_app(IdempotencyLayer::new(MemoryStore::new()));
+    let (app, runs) = crate::common::orders_app(IdempotencyLayer::new(MemoryStore::new()));
     let barrier = Arc::new(Barrier::new(200));
     let tasks: Vec<_> = (0..200)
         .map(|i| {

@@ -1,8 +1,6 @@
 //! Every row of the decision table (SPEC section 4), through an axum router.
 
-mod common;
-
-use common::{Fault, FaultyStore, gated_app, orders_app, post_json, request, send};
+use crate::common::{Fault, FaultyStore, gated_app, orders_app, post_json, request, send};
 use http::{StatusCode, header};
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
@@ -103,7 +101,7 @@ async fn retry_after_is_configurable() {
 async fn a_failing_store_answers_503_and_runs_nothing() {
     let store = FaultyStore::default();
     store.set(Fault::Fail);
-    let runs = common::Runs::default();
+    let runs = crate::common::Runs::default();
     let app = counting_app(IdempotencyLayer::new(store), &runs);
     let answer = send(&app, post_json("k1", "a")).await;
     answer.assert_problem(503, "idempotency_store_unavailable");
@@ -114,7 +112,7 @@ async fn a_failing_store_answers_503_and_runs_nothing() {
 async fn a_store_slower_than_the_timeout_answers_503_at_the_timeout() {
     let store = FaultyStore::default();
     store.set(Fault::Hang);
-    let runs = common::Runs::default();
+    let runs = crate::common::Runs::default();
     let timeout = std::time::Duration::from_millis(300);
     let app = counting_app(IdempotencyLayer::new(store).store_timeout(timeout), &runs);
     let started = tokio::time::Instant::now();
@@ -128,7 +126,7 @@ async fn a_store_slower_than_the_timeout_answers_503_at_the_timeout() {
 async fn fail_open_passes_through_unprotected_when_the_store_fails() {
     let store = FaultyStore::default();
     store.set(Fault::Fail);
-    let runs = common::Runs::default();
+    let runs = crate::common::Runs::default();
     let app = counting_app(IdempotencyLayer::new(store).fail_open(true), &runs);
     for _ in 0..2 {
         let answer = send(&app, post_json("k1", "a")).await;
@@ -141,7 +139,7 @@ async fn fail_open_passes_through_unprotected_when_the_store_fails() {
 /// `POST /orders` answering 201, counting runs, on any store.
 fn counting_app<St: tower_idempotency::Store>(
     layer: IdempotencyLayer<St>,
-    runs: &common::Runs,
+    runs: &crate::common::Runs,
 ) -> axum::Router {
     let runs = runs.clone();
     axum::Router::new()

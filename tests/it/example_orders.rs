@@ -1,78 +1,13 @@
-//! Black-box test of `examples/orders.rs` (SPEC section 7): the built example
-//! runs as a process and is driven over real HTTP.
+//! Black-box tests of `examples/orders.rs`: the built example runs as a
+//! process and is driven over real HTTP (the memory store; the tests with
+//! Redis and PostgreSQL are in the `stores` binary).
 
-mod common;
-
-use std::process::Stdio;
-
-use common::wire::Reply;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// The example binary, built by `cargo test` next to this test's directory.
-/// Run these tests through the README's command (`cargo test --all-features`):
-/// a run of this file alone (`--test example_orders`) does not rebuild the
-/// example, and may start one built with other features.
-fn example_path() -> std::path::PathBuf {
-    example("orders")
-}
-
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    profile_dir.join("examples").join(name)
-}
-
-struct Server {
-    addr: String,
-    _child: Child,
-}
-
-async fn start(env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(example_path())
-        .env("ADDR", "127.0.0.1:0")
-        // The memory store, unless a test names another.
-        .env_remove("REDIS_URL")
-        .env_remove("DATABASE_URL")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the orders example is built by `cargo test`");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).await.unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    Server {
-        addr,
-        _child: child,
-    }
-}
-
-/// One HTTP/1.1 exchange with the server.
-async fn http(
-    server: &Server,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Reply {
-    common::wire::exchange(&server.addr, method, path, headers, body).await
-}
-
-async fn create(
-    server: &Server,
-    key: &str,
-    extra: &[(&str, &str)],
-    path: &str,
-    body: &str,
-) -> Reply {
-    let mut headers = vec![("idempotency-key", key)];
-    headers.extend_from_slice(extra);
-    http(server, "POST", path, &headers, body).await
-}
+use crate::common::example::{create, example, http, start};
+use crate::common::wire::Reply;
 
 #[tokio::test]
 async fn replay_mismatch_scope_and_failure_over_http() {
@@ -241,88 +176,6 @@ async fn the_client_retry_example_makes_one_order_per_action() {
     );
     let list = http(&server, "GET", "/orders", &[], "").await;
     assert_eq!(list.json().as_array().unwrap().len(), 2);
-}
-
-#[cfg(any(feature = "redis", feature = "postgres"))]
-/// Two instances started with `env` (a shared store) make one order per key.
-async fn two_instances_make_one_order_per_key(env: &[(&str, &str)]) {
-    let (a, b) = (start(env).await, start(env).await);
-    let first = create(&a, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
-    assert_eq!(first.status, 201);
-    let through_b = create(&b, "k1", &[], "/orders", r#"{"sku":"tea"}"#).await;
-    assert_eq!(through_b.header("idempotent-replayed"), Some("true"));
-    assert_eq!(through_b.body, first.body);
-    let mismatch = create(&b, "k1", &[], "/orders", r#"{"sku":"milk"}"#).await;
-    assert_eq!(mismatch.status, 409);
-    let orders_a = http(&a, "GET", "/orders", &[], "").await.json();
-    let orders_b = http(&b, "GET", "/orders", &[], "").await.json();
-    assert_eq!(
-        orders_a.as_array().unwrap().len() + orders_b.as_array().unwrap().len(),
-        1
-    );
-}
-
-#[cfg(any(feature = "redis", feature = "postgres"))]
-fn required() -> bool {
-    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-#[cfg(any(feature = "redis", feature = "postgres"))]
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn two_instances_sharing_redis_make_one_order_per_key() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    if let Err(error) = tower_idempotency::store::RedisStore::connect(&url).await {
-        assert!(!required(), "Redis required at {url}: {error}");
-        eprintln!("skipping: no Redis at {url} ({error})");
-        return;
-    }
-    let prefix = format!("tower-idempotency-test:example:{}:", nanos());
-    two_instances_make_one_order_per_key(&[
-        ("REDIS_URL", url.as_str()),
-        ("KEY_PREFIX", prefix.as_str()),
-        ("TTL_SECS", "60"),
-    ])
-    .await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test]
-async fn two_instances_sharing_postgres_make_one_order_per_key() {
-    use tower_idempotency::store::PostgresStore;
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let store = match PostgresStore::connect(&url).await {
-        Ok(store) => store,
-        Err(error) => {
-            assert!(!required(), "PostgreSQL required at {url}: {error}");
-            eprintln!("skipping: no PostgreSQL at {url} ({error})");
-            return;
-        }
-    };
-    let table = format!("ti_example_{}", nanos() % 1_000_000_000_000);
-    // Created once up front, as a deployment's migration would.
-    store.table(&table).unwrap().migrate().await.unwrap();
-    two_instances_make_one_order_per_key(&[
-        ("DATABASE_URL", url.as_str()),
-        ("TABLE_NAME", table.as_str()),
-    ])
-    .await;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
 }
 
 /// Load with exact accounting: clients fire a mix of fresh keys, exact

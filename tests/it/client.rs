@@ -1,17 +1,15 @@
 //! The client side: `SetIdempotencyKeyLayer` outside `RetryLayer(RetryPolicy)`,
 //! against our own server layer, over a real socket and in process.
 
-mod common;
-
 use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{counted_post, orders_app, post_json, read, send};
 use axum::Router;
 use axum::body::Body;
-use common::{counted_post, orders_app, post_json, read, send};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};

@@ -1,10 +1,8 @@
 //! The `on_outcome` hook: what became of each covered request, with timings.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{Fault, FaultyStore, gated_app, orders_app, post_json, request, send};
+use crate::common::{Fault, FaultyStore, gated_app, orders_app, post_json, request, send};
 use tower_idempotency::{IdempotencyLayer, MemoryStore, Outcome, OutcomeReport};
 
 fn recorder() -> (

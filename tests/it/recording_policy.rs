@@ -1,10 +1,8 @@
 //! Which responses are recorded (SPEC section 4): 5xx, 408, 425 and 429 are
 //! not by default; the policy is configurable.
 
-mod common;
-
+use crate::common::{Runs, request, send};
 use axum::extract::Query;
-use common::{Runs, request, send};
 use http::StatusCode;
 use tower_idempotency::{IdempotencyLayer, MemoryStore, default_record_policy};
 

@@ -1,10 +1,8 @@
 //! Fingerprint options and profiles: JSON-canonical bodies, fingerprinted
 //! headers, and the IETF profile's 422.
 
-mod common;
-
+use crate::common::{orders_app, post_json, send};
 use axum::body::Body;
-use common::{orders_app, post_json, send};
 use http::Request;
 use tower_idempotency::{IdempotencyLayer, MemoryStore, Profile};
 

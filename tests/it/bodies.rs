@@ -1,15 +1,13 @@
 //! Request buffering and limits, and responses streamed and recorded (SPEC
 //! sections 3 and 4).
 
-mod common;
-
 use std::convert::Infallible;
 
-use axum::body::Body;
-use bytes::Bytes;
-use common::{
+use crate::common::{
     ChannelBody, Runs, chunked_body, counted_post, orders_app, post_json, read, request, send,
 };
+use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
@@ -184,7 +182,7 @@ async fn without_run_to_completion_a_dropped_body_releases_the_claim() {
     let mut body = response.into_body();
     body.frame().await.unwrap().unwrap();
     drop(body);
-    common::settle().await;
+    crate::common::settle().await;
     assert!(store.is_empty(), "the claim was released, nothing recorded");
 
     let retry = service.clone().oneshot(post_json("k1", "a")).await.unwrap();

@@ -1,11 +1,9 @@
 //! Key floods: a client sending a great many distinct keys cannot grow the
 //! memory store past its capacity, and claims in flight are never evicted.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{gated_app, orders_app, post_json, send};
+use crate::common::{gated_app, orders_app, post_json, send};
 use http::StatusCode;
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 

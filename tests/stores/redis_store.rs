@@ -2,30 +2,25 @@
 //! `redis://127.0.0.1:6379`): the conformance suite, round trips counted by
 //! the server, two replicas sharing one Redis, outages and binary bodies.
 //!
-//! Without a Redis these tests skip with one line each, unless
+//! Without a Redis (or, for the tests that start their own, `redis-server`)
+//! the harness marks these tests ignored, unless
 //! `TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1` (as in CI): then they fail.
-#![cfg(feature = "redis")]
-
-mod common;
-#[macro_use]
-mod store_conformance;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use libtest_mimic::Trial;
+
+use crate::common::{Runs, post_json, send};
+use crate::harness::{Flavor, trials};
 use bytes::Bytes;
-use common::{Runs, post_json, send};
 use http::StatusCode;
 use tower_idempotency::IdempotencyLayer;
 use tower_idempotency::store::RedisStore;
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn required() -> bool {
-    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
 /// A prefix no other test or run uses.
@@ -40,26 +35,13 @@ fn unique_prefix(name: &str) -> String {
     )
 }
 
-/// A store on the shared Redis with a prefix of its own, or `None` (skip).
-async fn store(name: &str) -> Option<RedisStore> {
+/// A store on the shared Redis with a prefix of its own.
+pub async fn store(name: &str) -> RedisStore {
     match RedisStore::connect(&redis_url()).await {
-        Ok(store) => Some(store.prefix(unique_prefix(name))),
-        Err(error) if !required() => {
-            eprintln!(
-                "skipping: no Redis at {} ({error}); set TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1 to fail instead",
-                redis_url()
-            );
-            None
-        }
+        Ok(store) => store.prefix(unique_prefix(name)),
         Err(error) => panic!("Redis required at {}: {error}", redis_url()),
     }
 }
-
-async fn conformance_store() -> Option<RedisStore> {
-    store("conformance").await
-}
-
-store_conformance!(make = conformance_store, clock = real);
 
 /// Deletes every key under `prefix` (tests leave nothing behind).
 async fn cleanup(url: &str, prefix: &str) {
@@ -79,26 +61,21 @@ async fn cleanup(url: &str, prefix: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_redis_run_a_key_once() {
     let prefix = unique_prefix("replicas");
-    let Some(store_a) = store("replicas").await else {
-        return;
-    };
-    let Some(store_b) = store("replicas").await else {
-        return;
-    };
-    common::replicas::two_replicas_run_a_key_once(store_a.prefix(&prefix), store_b.prefix(&prefix))
-        .await;
+    let store_a = store("replicas").await;
+    let store_b = store("replicas").await;
+    crate::common::replicas::two_replicas_run_a_key_once(
+        store_a.prefix(&prefix),
+        store_b.prefix(&prefix),
+    )
+    .await;
     cleanup(&redis_url(), &prefix).await;
 }
 
-#[tokio::test]
 async fn a_one_mebibyte_body_of_every_byte_value_replays_byte_for_byte() {
     let prefix = unique_prefix("binary");
-    let Some(store) = store("binary").await else {
-        return;
-    };
+    let store = store("binary").await;
     let body: Bytes = (0..=255u8)
         .cycle()
         .take(1024 * 1024)
@@ -118,7 +95,7 @@ async fn a_one_mebibyte_body_of_every_byte_value_replays_byte_for_byte() {
                 .ttl(Duration::from_secs(60))
                 .response_record_limit(2 * 1024 * 1024),
         );
-    let request = || common::request("POST", "/blob", Some("blob-1"), "");
+    let request = || crate::common::request("POST", "/blob", Some("blob-1"), "");
     let first = send(&app, request()).await;
     assert_eq!(first.body, body);
     let replay = send(&app, request()).await;
@@ -128,13 +105,12 @@ async fn a_one_mebibyte_body_of_every_byte_value_replays_byte_for_byte() {
     cleanup(&redis_url(), &prefix).await;
 }
 
-#[tokio::test]
 async fn an_unreachable_redis_answers_503_within_the_timeout() {
     // Port 1 is closed: the connection is refused.
     let store = RedisStore::open("redis://127.0.0.1:1").unwrap();
     let runs = Runs::default();
     let timeout = Duration::from_secs(2);
-    let app = common::replicas::app(store, &runs, Duration::ZERO);
+    let app = crate::common::replicas::app(store, &runs, Duration::ZERO);
     let started = std::time::Instant::now();
     let answer = send(&app, post_json("k1", "a")).await;
     answer.assert_problem(503, "idempotency_store_unavailable");
@@ -152,7 +128,7 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    async fn start(port: Option<u16>) -> Option<Self> {
+    async fn start(port: Option<u16>) -> Self {
         let port = port.unwrap_or_else(|| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -168,18 +144,11 @@ impl PrivateRedis {
             ])
             .stdout(std::process::Stdio::null())
             .spawn();
-        let process = match process {
-            Ok(process) => process,
-            Err(error) if !required() => {
-                eprintln!("skipping: cannot start redis-server ({error})");
-                return None;
-            }
-            Err(error) => panic!("redis-server required: {error}"),
-        };
+        let process = process.unwrap_or_else(|error| panic!("redis-server required: {error}"));
         let redis = Self { port, process };
         for _ in 0..100 {
             if redis.connection().await.is_ok() {
-                return Some(redis);
+                return redis;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -244,11 +213,8 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
         .collect()
 }
 
-#[tokio::test]
 async fn round_trips_are_counted_by_the_server() {
-    let Some(redis) = PrivateRedis::start(None).await else {
-        return;
-    };
+    let redis = PrivateRedis::start(None).await;
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let runs = Runs::default();
     let app = Router::new()
@@ -274,7 +240,7 @@ async fn round_trips_are_counted_by_the_server() {
     send(&app, post_json("warm", "a")).await;
     send(
         &app,
-        common::request("POST", "/orders?fail", Some("warm-fail"), "a"),
+        crate::common::request("POST", "/orders?fail", Some("warm-fail"), "a"),
     )
     .await;
 
@@ -286,7 +252,13 @@ async fn round_trips_are_counted_by_the_server() {
     let fresh = measure(post_json("k1", "a")).await;
     let replay = measure(post_json("k1", "a")).await;
     let mismatch = measure(post_json("k1", "b")).await;
-    let released = measure(common::request("POST", "/orders?fail", Some("k2"), "a")).await;
+    let released = measure(crate::common::request(
+        "POST",
+        "/orders?fail",
+        Some("k2"),
+        "a",
+    ))
+    .await;
     eprintln!(
         "round trips: fresh {fresh:?}, replay {replay:?}, mismatch {mismatch:?}, release {released:?}"
     );
@@ -309,7 +281,7 @@ async fn round_trips_are_counted_by_the_server() {
     // Renewal, straight through the store: one round trip.
     use tower_idempotency::store::{ClaimOutcome, Store};
     let direct = RedisStore::connect(&redis.url()).await.unwrap();
-    let key = store_conformance::unique_key("renew-count");
+    let key = crate::common::unique_key("renew-count");
     let fingerprint = tower_idempotency::Fingerprint::from_bytes([1; 32]);
     let ClaimOutcome::Claimed(token) = direct
         .claim(&key, &fingerprint, Duration::from_secs(30))
@@ -334,17 +306,14 @@ async fn round_trips_are_counted_by_the_server() {
     );
 }
 
-#[tokio::test]
 async fn service_resumes_without_a_restart_when_redis_is_back() {
-    let Some(mut redis) = PrivateRedis::start(None).await else {
-        return;
-    };
+    let mut redis = PrivateRedis::start(None).await;
     let store = RedisStore::connect(&redis.url())
         .await
         .unwrap()
         .timeout(Duration::from_millis(500));
     let runs = Runs::default();
-    let app = common::replicas::app(store, &runs, Duration::ZERO);
+    let app = crate::common::replicas::app(store, &runs, Duration::ZERO);
     assert_eq!(
         send(&app, post_json("before", "a")).await.status,
         StatusCode::CREATED
@@ -356,7 +325,7 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
         .assert_problem(503, "idempotency_store_unavailable");
 
     let port = redis.port;
-    let _back = PrivateRedis::start(Some(port)).await.unwrap();
+    let _back = PrivateRedis::start(Some(port)).await;
     // The connection manager reconnects by itself; the same app recovers.
     let mut recovered = None;
     for _ in 0..50 {
@@ -375,24 +344,21 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
 /// requests and started again. While it is down, requests answer 503 within
 /// the timeout; when it is back, service resumes on the same store; and every
 /// execution of the handler is a key that got exactly one 2xx.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_answers_503_then_recovers_without_double_execution() {
-    let Some(mut redis) = PrivateRedis::start(None).await else {
-        return;
-    };
+    let mut redis = PrivateRedis::start(None).await;
     let timeout = Duration::from_millis(300);
     let store = RedisStore::connect(&redis.url())
         .await
         .unwrap()
         .timeout(timeout);
     let layer = IdempotencyLayer::new(store).store_timeout(timeout);
-    let (app, executed) = common::load::counting_app(layer);
-    let load = common::load::Load::start(&app, 8);
+    let (app, executed) = crate::common::load::counting_app(layer);
+    let load = crate::common::load::Load::start(&app, 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let port = redis.port;
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let _back = PrivateRedis::start(Some(port)).await.unwrap();
+    let _back = PrivateRedis::start(Some(port)).await;
     let at_restart = load.succeeded();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let (succeeded, unavailable, slowest) = load.finish(&executed).await;
@@ -408,4 +374,24 @@ async fn redis_killed_mid_load_answers_503_then_recovers_without_double_executio
         succeeded > at_restart,
         "service resumed once Redis was back"
     );
+}
+
+/// The tests on the shared Redis at `REDIS_URL`.
+pub fn shared_trials() -> Vec<Trial> {
+    trials![
+        "redis_store";
+        Flavor::MultiThread(4) => two_replicas_on_one_redis_run_a_key_once,
+        Flavor::CurrentThread => a_one_mebibyte_body_of_every_byte_value_replays_byte_for_byte,
+    ]
+}
+
+/// The tests that start (and kill) a `redis-server` of their own.
+pub fn private_trials() -> Vec<Trial> {
+    trials![
+        "redis_store";
+        Flavor::CurrentThread => an_unreachable_redis_answers_503_within_the_timeout,
+        Flavor::CurrentThread => round_trips_are_counted_by_the_server,
+        Flavor::CurrentThread => service_resumes_without_a_restart_when_redis_is_back,
+        Flavor::MultiThread(2) => redis_killed_mid_load_answers_503_then_recovers_without_double_execution,
+    ]
 }

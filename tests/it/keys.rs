@@ -1,13 +1,11 @@
 //! Which requests the layer touches, and the key rules (SPEC section 2).
 
-mod common;
-
+use crate::common::{orders_app, post_json, request, send};
 use axum::body::Body;
-use common::{orders_app, post_json, request, send};
 use http::{Request, StatusCode};
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
-fn app() -> (axum::Router, common::Runs) {
+fn app() -> (axum::Router, crate::common::Runs) {
     orders_app(IdempotencyLayer::new(MemoryStore::new()))
 }
 

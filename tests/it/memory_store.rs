@@ -1,20 +1,12 @@
-//! `MemoryStore`: the conformance suite, and what only the memory store does.
-
-#[macro_use]
-mod store_conformance;
+//! `MemoryStore`: what only the memory store does (the conformance suite runs
+//! against it in the `stores` test binary).
 
 use std::time::Duration;
 
 use tower_idempotency::MemoryStore;
 use tower_idempotency::store::{ClaimOutcome, Record, Store, StoreErrorKind};
 
-async fn memory() -> Option<MemoryStore> {
-    Some(MemoryStore::new())
-}
-
-store_conformance!(make = memory, clock = paused);
-
-use store_conformance::{sample_response, unique_key};
+use crate::common::{sample_response, unique_key};
 
 const FP: tower_idempotency::Fingerprint = tower_idempotency::Fingerprint::from_bytes([7; 32]);
 const LEASE: Duration = Duration::from_secs(30);

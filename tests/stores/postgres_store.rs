@@ -3,31 +3,25 @@
 //! replicas on one database, durability, purging, migrations and recovery.
 //!
 //! Each test uses a table of its own, dropped at its end. Without a database
-//! these tests skip with one line each, unless
+//! the harness marks these tests ignored, unless
 //! `TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1` (as in CI): then they fail.
-#![cfg(feature = "postgres")]
-
-mod common;
-#[macro_use]
-mod store_conformance;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Runs, post_json, send};
+use crate::common::{Runs, post_json, send};
 use http::StatusCode;
+use libtest_mimic::Trial;
 use tokio_postgres::NoTls;
+
+use crate::harness::{Flavor, trials};
 use tower_idempotency::store::{
     ClaimOutcome, FencingToken, KeyDigest, PostgresStore, Record, Store, StoreError,
 };
 use tower_idempotency::{Fingerprint, IdempotencyLayer};
 
-fn database_url() -> String {
+pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn required() -> bool {
-    std::env::var("TOWER_IDEMPOTENCY_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
 /// A table name no other test or run uses (at most 63 characters).
@@ -43,34 +37,20 @@ fn unique_table(name: &str) -> String {
     )
 }
 
-/// A migrated store on a table of its own that is dropped with it, or `None`
-/// (skip).
-async fn store(name: &str) -> Option<TestStore> {
+/// A migrated store on a table of its own that is dropped with it.
+pub async fn store(name: &str) -> TestStore {
     let table = unique_table(name);
     let store = match PostgresStore::connect(&database_url()).await {
         Ok(store) => store.table(&table).unwrap(),
-        Err(error) if !required() => {
-            eprintln!(
-                "skipping: no PostgreSQL at {} ({error}); set TOWER_IDEMPOTENCY_REQUIRE_SERVICES=1 to fail instead",
-                database_url()
-            );
-            return None;
-        }
         Err(error) => panic!("PostgreSQL required at {}: {error}", database_url()),
     };
     store.migrate().await.unwrap();
-    Some(TestStore { store, table })
+    TestStore { store, table }
 }
-
-async fn conformance_store() -> Option<TestStore> {
-    store("conf").await
-}
-
-store_conformance!(make = conformance_store, clock = real);
 
 /// A store whose table is dropped when the store is.
 #[derive(Debug)]
-struct TestStore {
+pub struct TestStore {
     store: PostgresStore,
     table: String,
 }
@@ -142,25 +122,19 @@ impl Store for TestStore {
 
 const FP: Fingerprint = Fingerprint::from_bytes([3; 32]);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_database_run_a_key_once() {
-    let Some(shared) = store("replicas").await else {
-        return;
-    };
+    let shared = store("replicas").await;
     // Each replica has its own pool, on the same table.
     let other = PostgresStore::connect(&database_url())
         .await
         .unwrap()
         .table(&shared.table)
         .unwrap();
-    common::replicas::two_replicas_run_a_key_once(shared.store.clone(), other).await;
+    crate::common::replicas::two_replicas_run_a_key_once(shared.store.clone(), other).await;
 }
 
-#[tokio::test]
 async fn a_thirty_day_record_survives_a_new_pool() {
-    let Some(first) = store("durable").await else {
-        return;
-    };
+    let first = store("durable").await;
     let thirty_days = Duration::from_secs(30 * 24 * 3600);
     let runs = Runs::default();
     let app = |store: PostgresStore| {
@@ -194,22 +168,19 @@ async fn a_thirty_day_record_survives_a_new_pool() {
     assert!((29..=30).contains(&days_left), "{days_left}");
 }
 
-#[tokio::test]
 async fn purge_removes_only_expired_rows_in_bounded_batches() {
-    let Some(test) = store("purge").await else {
-        return;
-    };
+    let test = store("purge").await;
     let store = test.store.clone().purge_batch(10);
     // 25 claims whose one-millisecond lease runs out, and 5 live records.
     for i in 0..25 {
-        let key = store_conformance::unique_key(&format!("expired-{i}"));
+        let key = crate::common::unique_key(&format!("expired-{i}"));
         store
             .claim(&key, &FP, Duration::from_millis(1))
             .await
             .unwrap();
     }
     for i in 0..5 {
-        let key = store_conformance::unique_key(&format!("live-{i}"));
+        let key = crate::common::unique_key(&format!("live-{i}"));
         let ClaimOutcome::Claimed(token) = store
             .claim(&key, &FP, Duration::from_secs(30))
             .await
@@ -219,7 +190,7 @@ async fn purge_removes_only_expired_rows_in_bounded_batches() {
         };
         let record = Record {
             fingerprint: FP,
-            response: Some(store_conformance::sample_response()),
+            response: Some(crate::common::sample_response()),
         };
         store
             .record(&key, token, &record, Duration::from_secs(3600))
@@ -240,14 +211,11 @@ async fn purge_removes_only_expired_rows_in_bounded_batches() {
     assert_eq!(left, 5, "the live records remain");
 }
 
-#[tokio::test]
 async fn a_sweeper_purges_in_the_background_until_dropped() {
-    let Some(test) = store("sweeper").await else {
-        return;
-    };
+    let test = store("sweeper").await;
     let store = test.store.clone();
     for i in 0..5 {
-        let key = store_conformance::unique_key(&format!("sweep-{i}"));
+        let key = crate::common::unique_key(&format!("sweep-{i}"));
         store
             .claim(&key, &FP, Duration::from_millis(1))
             .await
@@ -265,7 +233,7 @@ async fn a_sweeper_purges_in_the_background_until_dropped() {
     }
     assert_eq!(left, 0);
     drop(sweeper);
-    let key = store_conformance::unique_key("after-sweeper");
+    let key = crate::common::unique_key("after-sweeper");
     store
         .claim(&key, &FP, Duration::from_millis(1))
         .await
@@ -278,11 +246,8 @@ async fn a_sweeper_purges_in_the_background_until_dropped() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_migrating_together_all_succeed() {
-    let Some(test) = store("migrate").await else {
-        return;
-    };
+    let test = store("migrate").await;
     // A fresh table that none has created yet.
     let table = unique_table("migrate_race");
     let race = TestStore {
@@ -300,20 +265,13 @@ async fn replicas_migrating_together_all_succeed() {
         task.await.unwrap().unwrap();
     }
     store
-        .claim(
-            &store_conformance::unique_key("m"),
-            &FP,
-            Duration::from_secs(1),
-        )
+        .claim(&crate::common::unique_key("m"), &FP, Duration::from_secs(1))
         .await
         .unwrap();
 }
 
-#[tokio::test]
 async fn the_pool_recovers_after_its_connections_are_killed() {
-    let Some(test) = store("recover").await else {
-        return;
-    };
+    let test = store("recover").await;
     let application = format!("ti-recover-{}", std::process::id());
     let url = format!("{}?application_name={application}", database_url());
     let store = PostgresStore::connect(&url)
@@ -322,7 +280,7 @@ async fn the_pool_recovers_after_its_connections_are_killed() {
         .table(&test.table)
         .unwrap();
     let runs = Runs::default();
-    let app = common::replicas::app(store, &runs, Duration::ZERO);
+    let app = crate::common::replicas::app(store, &runs, Duration::ZERO);
     assert_eq!(
         send(&app, post_json("before", "a")).await.status,
         StatusCode::CREATED
@@ -345,7 +303,6 @@ async fn the_pool_recovers_after_its_connections_are_killed() {
     assert!(send(&app, post_json("after", "a")).await.is_replay());
 }
 
-#[tokio::test]
 async fn an_unreachable_database_answers_503_within_the_timeout() {
     // Port 1 is closed: a pool that cannot connect.
     let config: tokio_postgres::Config = "postgres://postgres@127.0.0.1:1/test".parse().unwrap();
@@ -355,7 +312,7 @@ async fn an_unreachable_database_answers_503_within_the_timeout() {
         .build()
         .unwrap();
     let runs = Runs::default();
-    let app = common::replicas::app(PostgresStore::new(pool), &runs, Duration::ZERO);
+    let app = crate::common::replicas::app(PostgresStore::new(pool), &runs, Duration::ZERO);
     let started = std::time::Instant::now();
     send(&app, post_json("k1", "a"))
         .await
@@ -368,11 +325,8 @@ async fn an_unreachable_database_answers_503_within_the_timeout() {
 /// again and again in the middle of a load of concurrent requests. Requests
 /// answer 503 or succeed, never hang past the timeout; the pool recovers; and
 /// every execution of the handler is a key that got exactly one 2xx.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_mid_load_answer_503_then_recover_without_double_execution() {
-    let Some(test) = store("fault").await else {
-        return;
-    };
+    let test = store("fault").await;
     let application = format!("ti-fault-{}", std::process::id());
     let url = format!("{}?application_name={application}", database_url());
     let timeout = Duration::from_millis(500);
@@ -383,8 +337,8 @@ async fn connections_killed_mid_load_answer_503_then_recover_without_double_exec
         .unwrap()
         .timeout(timeout);
     let layer = IdempotencyLayer::new(store).store_timeout(timeout);
-    let (app, executed) = common::load::counting_app(layer);
-    let load = common::load::Load::start(&app, 8);
+    let (app, executed) = crate::common::load::counting_app(layer);
+    let load = crate::common::load::Load::start(&app, 8);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         sql(&format!(
@@ -403,4 +357,19 @@ async fn connections_killed_mid_load_answer_503_then_recover_without_double_exec
         succeeded > after_kills,
         "service resumed after the last kill"
     );
+}
+
+/// The tests on the PostgreSQL at `DATABASE_URL`.
+pub fn trials() -> Vec<Trial> {
+    trials![
+        "postgres_store";
+        Flavor::MultiThread(4) => two_replicas_on_one_database_run_a_key_once,
+        Flavor::CurrentThread => a_thirty_day_record_survives_a_new_pool,
+        Flavor::CurrentThread => purge_removes_only_expired_rows_in_bounded_batches,
+        Flavor::CurrentThread => a_sweeper_purges_in_the_background_until_dropped,
+        Flavor::MultiThread(4) => replicas_migrating_together_all_succeed,
+        Flavor::CurrentThread => the_pool_recovers_after_its_connections_are_killed,
+        Flavor::CurrentThread => an_unreachable_database_answers_503_within_the_timeout,
+        Flavor::MultiThread(2) => connections_killed_mid_load_answer_503_then_recover_without_double_execution,
+    ]
 }

@@ -1,14 +1,12 @@
 //! Requests that end badly: dropped futures, panics, service errors, and a
 //! store that fails to record (SPEC section 4).
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use crate::common::{Fault, FaultyStore, Runs, counted_post, gated_app, post_json, read, send};
 use axum::body::Body;
 use bytes::Bytes;
-use common::{Fault, FaultyStore, Runs, counted_post, gated_app, post_json, read, send};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
@@ -27,7 +25,7 @@ async fn without_run_to_completion_a_dropped_response_future_releases_the_claim(
     gate.started.notified().await;
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
-    common::settle().await;
+    crate::common::settle().await;
     assert!(store.is_empty(), "released, not recorded");
 
     // The retry runs the service again.
@@ -59,7 +57,7 @@ async fn a_panicking_handler_releases_the_claim() {
         async move { send(&app, post_json("k1", "a")).await }
     });
     assert!(first.await.unwrap_err().is_panic());
-    common::settle().await;
+    crate::common::settle().await;
     let retry = send(&app, post_json("k1", "a")).await;
     assert_eq!(retry.status, StatusCode::CREATED);
     assert!(!retry.is_replay());
