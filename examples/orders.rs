@@ -1,4 +1,5 @@
-//! An orders API behind `IdempotencyLayer`: the example of SPEC section 7.
+//! An orders API behind `IdempotencyLayer`, to try the layer by hand and to
+//! drive black-box tests.
 //!
 //! ```text
 //! cargo run --example orders
@@ -25,24 +26,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::Router;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 use tower_idempotency::{IdempotencyLayer, MemoryStore, Store};
 
-/// Every order created, in order; an order's id is its position plus one.
+/// Every order created, in order, as the JSON text it was answered with; an
+/// order's id is its position plus one.
 #[derive(Clone, Default)]
-struct Orders(Arc<Mutex<Vec<Value>>>);
+struct Orders(Arc<Mutex<Vec<String>>>);
 
 #[derive(Deserialize)]
 struct CreateOptions {
     delay_ms: Option<u64>,
     #[serde(default)]
     fail: bool,
+}
+
+/// A JSON response of `status` with the JSON text `json`.
+fn json_response(status: StatusCode, json: String) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 async fn create_order(
@@ -56,24 +64,31 @@ async fn create_order(
     if options.fail {
         return (StatusCode::INTERNAL_SERVER_ERROR, "injected failure").into_response();
     }
-    let order: Value = match serde_json::from_slice(&body) {
+    // The order is echoed as the very JSON text sent: parsed into numbers,
+    // a float could come back with other last digits.
+    let order: &RawValue = match serde_json::from_slice(&body) {
         Ok(order) => order,
         Err(error) => {
             return (StatusCode::BAD_REQUEST, format!("invalid JSON: {error}")).into_response();
         }
     };
-    let created = {
+    let (id, created) = {
         let mut orders = orders.0.lock().unwrap_or_else(|e| e.into_inner());
-        let created = json!({ "id": orders.len() + 1, "order": order });
+        let id = orders.len() + 1;
+        let created = format!(r#"{{"id":{id},"order":{}}}"#, order.get());
         orders.push(created.clone());
-        created
+        (id, created)
     };
-    let location = format!("/orders/{}", created["id"]);
-    (StatusCode::CREATED, [("location", location)], Json(created)).into_response()
+    let mut response = json_response(StatusCode::CREATED, created);
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
 }
 
-async fn list_orders(State(orders): State<Orders>) -> Json<Vec<Value>> {
-    Json(orders.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+async fn list_orders(State(orders): State<Orders>) -> Response {
+    let orders = orders.0.lock().unwrap_or_else(|e| e.into_inner());
+    json_response(StatusCode::OK, format!("[{}]", orders.join(",")))
 }
 
 /// The app: routes, state and the idempotency layer on the given store.

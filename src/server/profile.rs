@@ -2,7 +2,7 @@
 
 /// The conventions of the layer's own answers.
 ///
-/// [`Profile::Default`] follows Stripe's widely used behaviour and SPEC;
+/// [`Profile::Default`] follows Stripe's widely used behaviour;
 /// [`Profile::Ietf`] follows the IETF draft
 /// `draft-ietf-httpapi-idempotency-key-header` (version 07) where it differs.
 ///

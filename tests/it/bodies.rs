@@ -1,5 +1,4 @@
-//! Request buffering and limits, and responses streamed and recorded (SPEC
-//! sections 3 and 4).
+//! Request buffering and limits, and responses streamed and recorded.
 
 use std::convert::Infallible;
 

@@ -1,5 +1,4 @@
-//! Races: many concurrent requests with one key run the service once (SPEC
-//! section 4).
+//! Races: many concurrent requests with one key run the service once.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Every row of the decision table (SPEC section 4), through an axum router.
+//! Every row of the decision table, through an axum router.
 
 use crate::common::{Fault, FaultyStore, gated_app, orders_app, post_json, request, send};
 use http::{StatusCode, header};

@@ -1,5 +1,5 @@
 //! Time: the TTL of records and the lease of claims, with a paused clock, and
-//! fencing of a stale owner (SPEC section 4).
+//! fencing of a stale owner.
 
 use std::sync::Arc;
 use std::time::Duration;

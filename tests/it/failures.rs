@@ -1,5 +1,5 @@
 //! Requests that end badly: dropped futures, panics, service errors, and a
-//! store that fails to record (SPEC section 4).
+//! store that fails to record.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Which requests the layer touches, and the key rules (SPEC section 2).
+//! Which requests the layer touches, and the key rules.
 
 use crate::common::{orders_app, post_json, request, send};
 use axum::body::Body;

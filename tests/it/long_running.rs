@@ -1,4 +1,4 @@
-//! Long-running work (SPEC section 4): run to completion, lease renewal with
+//! Long-running work : run to completion, lease renewal with
 //! fencing, and no work left behind, all on a paused clock.
 
 use std::convert::Infallible;

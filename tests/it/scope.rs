@@ -1,4 +1,4 @@
-//! Tenant scopes (SPEC section 3): one tenant never sees another's records.
+//! Tenant scopes: one tenant never sees another's records.
 
 use crate::common::{counted_post, orders_app, send};
 use axum::body::Body;

@@ -1,4 +1,4 @@
-//! Waiting for an in-flight key (SPEC section 4, option): retries wait for
+//! Waiting for an in-flight key (an option): retries wait for
 //! the outcome and replay it, up to a bound.
 
 use std::sync::atomic::Ordering;

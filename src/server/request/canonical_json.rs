@@ -376,4 +376,111 @@ mod tests {
         let fine = "[".repeat(100) + &"]".repeat(100);
         assert!(canon(&fine).is_some());
     }
+
+    /// Differential: against `serde_json`, over documents it generates.
+    mod against_serde_json {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Number, Value as Json};
+
+        /// Any JSON value whose numbers are exactly representable (integers
+        /// that fit 64 bits, and binary fractions), so `serde_json` reads
+        /// every number back as written.
+        fn json() -> impl Strategy<Value = Json> {
+            let number = prop_oneof![
+                any::<i64>().prop_map(Number::from),
+                any::<u64>().prop_map(Number::from),
+                (-1000i32..1000, 0u32..8).prop_map(|(m, e)| {
+                    Number::from_f64(f64::from(m) / f64::from(1u32 << e))
+                        .expect("a finite float")
+                }),
+            ];
+            let leaf = prop_oneof![
+                Just(Json::Null),
+                any::<bool>().prop_map(Json::Bool),
+                number.prop_map(Json::Number),
+                any::<String>().prop_map(Json::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6)
+                        .prop_map(|members| Json::Object(members.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        /// `value` written another way: members in reverse order, whitespace
+        /// around every token, every non-ASCII character and `/` escaped.
+        fn rewritten(value: &Json, out: &mut String) {
+            match value {
+                Json::Array(items) => {
+                    out.push_str("[ ");
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(" ,\n");
+                        }
+                        rewritten(item, out);
+                    }
+                    out.push_str("\t]");
+                }
+                Json::Object(members) => {
+                    out.push_str("{\r\n");
+                    for (i, (key, item)) in members.iter().rev().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        escaped(key, out);
+                        out.push_str(" : ");
+                        rewritten(item, out);
+                    }
+                    out.push_str(" }");
+                }
+                Json::String(text) => escaped(text, out),
+                other => out.push_str(&other.to_string()),
+            }
+        }
+
+        fn escaped(text: &str, out: &mut String) {
+            out.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '/' => out.push_str("\\/"),
+                    ' '..='~' => out.push(c),
+                    _ => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04X}"));
+                        }
+                    }
+                }
+            }
+            out.push('"');
+        }
+
+        proptest! {
+            #[test]
+            fn the_same_value_written_two_ways_canonicalises_alike(value in json()) {
+                let compact = serde_json::to_string(&value).unwrap();
+                let mut other = String::new();
+                rewritten(&value, &mut other);
+                prop_assert_eq!(serde_json::from_str::<Json>(&other).unwrap(), value.clone());
+                let canonical = canon(&compact).expect("serde_json's JSON is JSON");
+                prop_assert_eq!(Some(canonical.clone()), canon(&other));
+                // The canonical form is JSON of the same value, and a fixed point.
+                prop_assert_eq!(serde_json::from_str::<Json>(&canonical).unwrap(), value);
+                prop_assert_eq!(canon(&canonical), Some(canonical));
+            }
+
+            #[test]
+            fn different_values_never_canonicalise_alike(a in json(), b in json()) {
+                prop_assume!(a != b);
+                let a = canon(&serde_json::to_string(&a).unwrap());
+                let b = canon(&serde_json::to_string(&b).unwrap());
+                prop_assert_ne!(a, b);
+            }
+        }
+    }
 }

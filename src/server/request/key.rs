@@ -1,4 +1,4 @@
-//! The `Idempotency-Key` value: parsing and validation (SPEC section 2).
+//! The `Idempotency-Key` value: parsing and validation.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! How a request maps to a tenant scope (SPEC section 3).
+//! How a request maps to a tenant scope.
 
 use std::fmt::{self, Display};
 use std::marker::PhantomData;

@@ -1,4 +1,4 @@
-//! What a response leaves behind (SPEC section 4): which statuses are
+//! What a response leaves behind : which statuses are
 //! recorded, and which headers a replay hands out again.
 
 use http::StatusCode;
