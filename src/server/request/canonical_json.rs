@@ -391,8 +391,7 @@ mod tests {
                 any::<i64>().prop_map(Number::from),
                 any::<u64>().prop_map(Number::from),
                 (-1000i32..1000, 0u32..8).prop_map(|(m, e)| {
-                    Number::from_f64(f64::from(m) / f64::from(1u32 << e))
-                        .expect("a finite float")
+                    Number::from_f64(f64::from(m) / f64::from(1u32 << e)).expect("a finite float")
                 }),
             ];
             let leaf = prop_oneof![
@@ -404,8 +403,9 @@ mod tests {
             leaf.prop_recursive(4, 48, 6, |inner| {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
-                    prop::collection::btree_map(any::<String>(), inner, 0..6)
-                        .prop_map(|members| Json::Object(members.into_iter().collect::<Map<_, _>>())),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6).prop_map(|members| {
+                        Json::Object(members.into_iter().collect::<Map<_, _>>())
+                    }),
                 ]
             })
         }
