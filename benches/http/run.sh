@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-10}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
-cargo build --release --example bench_server >/dev/null
+server_bin=$(cargo bench --bench bench_server --no-run 2>&1 | grep -o 'target/release/deps/bench_server-[0-9a-f]*' | head -n 1)
+[ -x "$server_bin" ] || { echo "could not build the bench server"; exit 1; }
 addr=127.0.0.1:3100
-ADDR=$addr ./target/release/examples/bench_server >/dev/null &
+ADDR=$addr "$server_bin" serve >/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://$addr/bare" -d '' && break; sleep 0.1; done

@@ -50,7 +50,7 @@ const INLINE_BODY: usize = 4096;
 /// - **Memory** is kept small: a map slot is 72 bytes; a record is one
 ///   allocation holding its fingerprint, status, headers and (up to 4 KiB)
 ///   body, packed; a larger body is kept as the response's own `Bytes`, not
-///   copied. Measured by `examples/memory_per_record.rs`.
+///   copied. Measured by `benches/programs/memory_per_record.rs`.
 ///
 /// ```
 /// use std::time::Duration;

@@ -2,6 +2,13 @@
 //! a Tokio runtime with 2 worker threads, where `POST /bare` is the bare
 //! handler and `POST /orders` the same handler behind `IdempotencyLayer`
 //! (memory store). Listens on `ADDR` (default `127.0.0.1:3100`).
+//!
+//! ```text
+//! cargo bench --bench bench_server -- serve
+//! ```
+//!
+//! Without `serve` it only says how to run it, so that a plain `cargo bench`
+//! does not start a server that never ends.
 
 use std::error::Error;
 
@@ -20,6 +27,10 @@ async fn create(_body: Bytes) -> (StatusCode, &'static str) {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    if !std::env::args().any(|arg| arg == "serve") {
+        println!("bench_server: run it with `cargo bench --bench bench_server -- serve`");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,7 +3,7 @@
 //! process's resident set grew per record (read from `/proc/self/status`).
 //!
 //! ```text
-//! cargo run --release --example memory_per_record -- 500000
+//! cargo bench --bench memory_per_record -- 500000
 //! ```
 
 use std::error::Error;
@@ -36,7 +36,12 @@ fn resident_bytes() -> Result<u64, Box<dyn Error>> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let n: usize = std::env::args().nth(1).map_or(Ok(500_000), |n| n.parse())?;
+    // `cargo bench` adds flags of its own (`--bench`): the count is the one
+    // argument that is not a flag.
+    let n: usize = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-'))
+        .map_or(Ok(500_000), |n| n.parse())?;
     let store = Arc::new(MemoryStore::new());
     let app: Router = Router::new()
         .route(
