@@ -21,6 +21,11 @@ async fn charge_provider(provider_key: &str, amount: u64) -> String {
     format!("charged {amount} under provider key {provider_key}")
 }
 
+/// A payment needs a key: the layer requires one (`require_key`), so every
+/// POST that reaches this handler has its `IdempotencyKey` extension. Without
+/// `require_key`, take `Option<Extension<IdempotencyKey>>`: a request without
+/// a key passes through the layer, and a bare `Extension` would make axum
+/// answer it with 500.
 async fn pay(Extension(key): Extension<IdempotencyKey>) -> (StatusCode, String) {
     // Stable across the client's retries, distinct per downstream call.
     let provider_key = format!("{key}-charge");
@@ -34,7 +39,7 @@ async fn pay(Extension(key): Extension<IdempotencyKey>) -> (StatusCode, String) 
 async fn main() -> Result<(), Box<dyn Error>> {
     let app: Router = Router::new()
         .route("/payments", post(pay))
-        .layer(IdempotencyLayer::new(MemoryStore::new()))
+        .layer(IdempotencyLayer::new(MemoryStore::new()).require_key(true))
         .with_state(());
     for attempt in 1..=2 {
         let request = Request::post("/payments")

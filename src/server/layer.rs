@@ -34,7 +34,7 @@ use crate::store::Store;
 /// | [`ttl`](Self::ttl) | 24 hours |
 /// | [`lease`](Self::lease) | 30 seconds |
 /// | [`store_timeout`](Self::store_timeout) | 2 seconds |
-/// | [`record_policy`](Self::record_policy) | [`default_record_policy`] |
+/// | [`record_policy`](Self::record_policy) | [`default_record_policy`](super::default_record_policy) |
 /// | [`wait_in_flight`](Self::wait_in_flight) | none: 409 in-progress at once |
 /// | [`run_to_completion`](Self::run_to_completion) | `true`: dropped requests finish in the background |
 /// | [`on_outcome`](Self::on_outcome) | none |
@@ -227,7 +227,7 @@ impl<St: Store> IdempotencyLayer<St> {
     }
 
     /// Which response statuses are recorded; the others release the claim so a
-    /// retry runs again. Default: [`default_record_policy`].
+    /// retry runs again. Default: [`default_record_policy`](super::default_record_policy).
     ///
     /// ```
     /// use http::StatusCode;

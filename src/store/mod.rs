@@ -56,8 +56,19 @@ pub use memory::MemoryStore;
 ///   [`renew`](Self::renew), act only if the token is the key's current
 ///   in-flight owner, and answer [`StoreErrorKind::LeaseLost`] otherwise.
 ///
-/// Run the conformance suite in `tests/store_conformance/` against a new
-/// store. A store can also wrap another, to count or to fail on purpose:
+/// Prove a new store with the conformance suite (feature `conformance`),
+/// from a test of your own:
+///
+/// ```ignore
+/// #[tokio::test(flavor = "multi_thread")]
+/// async fn my_store_conforms() {
+///     tower_idempotency::store::conformance::run_all(|| async { MyStore::connect().await }).await;
+/// }
+/// ```
+///
+/// It checks the three rules above, records byte for byte, and lease and TTL
+/// expiry; see the `conformance` module for one test per check. A store can
+/// also wrap another, to count or to fail on purpose:
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};

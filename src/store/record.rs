@@ -46,7 +46,7 @@ pub struct Record {
     pub response: Option<RecordedResponse>,
 }
 
-/// What [`Store::claim`] found, decided atomically.
+/// What [`Store::claim`](super::Store::claim) found, decided atomically.
 ///
 /// ```
 /// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {

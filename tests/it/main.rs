@@ -22,6 +22,7 @@ mod outcome;
 mod properties;
 mod recording_policy;
 mod scope;
+mod service;
 #[cfg(feature = "tracing")]
 mod tracing_span;
 mod waiting;

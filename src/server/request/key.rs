@@ -11,19 +11,30 @@ pub(crate) const MAX_KEY_LEN: usize = 256;
 /// RFC 8941 sf-string).
 ///
 /// The layer puts the key of every request it protects into the request
-/// extensions, so a handler can derive keys for its own downstream calls:
+/// extensions, so a handler can derive keys for its own downstream calls. A
+/// request without a key passes through the layer untouched (unless the layer
+/// has [`require_key`](crate::IdempotencyLayer::require_key) on), so it has no
+/// key in its extensions: take the extension as an `Option`, or axum answers
+/// such a request with 500 ("Missing request extension").
 ///
 /// ```
 /// use axum::Extension;
+/// use axum::http::StatusCode;
 /// use tower_idempotency::IdempotencyKey;
 ///
-/// async fn create_payment(Extension(key): Extension<IdempotencyKey>) -> String {
-///     // The bank call gets a key of its own, stable across our client's retries.
-///     let bank_key = format!("{key}-charge");
-///     bank_key
+/// async fn create_payment(key: Option<Extension<IdempotencyKey>>) -> (StatusCode, String) {
+///     match key {
+///         // The bank call gets a key of its own, stable across our client's retries.
+///         Some(Extension(key)) => (StatusCode::CREATED, format!("{key}-charge")),
+///         None => (StatusCode::BAD_REQUEST, "send an Idempotency-Key".to_owned()),
+///     }
 /// }
 /// # let _ = axum::Router::<()>::new().route("/payments", axum::routing::post(create_payment));
 /// ```
+///
+/// With `require_key(true)` every request that reaches the handler on a
+/// covered method has a key, and `Extension<IdempotencyKey>` may be taken
+/// as it is.
 ///
 /// Rules: 1 to 256 characters of printable ASCII (0x20 to 0x7E). A value
 /// written as an sf-string (`"abc"`, with `\"` and `\\` escapes) is unquoted
