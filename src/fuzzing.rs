@@ -46,7 +46,7 @@ pub fn decode_redis_value(bytes: &[u8]) -> bool {
     crate::store::redis::decode_held(bytes.to_vec()).is_ok()
 }
 
-/// The canonical form of a JSON body, as `canonical_json(true)` fingerprints
+/// Returns the canonical form of a JSON body, as `canonical_json(true)` fingerprints
 /// it; `None` for a body that is not JSON. Never panics.
 pub fn canonicalize_json(bytes: &[u8]) -> Option<Vec<u8>> {
     crate::server::canonicalize(bytes)

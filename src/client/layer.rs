@@ -56,14 +56,14 @@ impl SetIdempotencyKeyLayer {
         }
     }
 
-    /// The methods whose calls get a key. Default: `POST`, `PATCH`.
+    /// Sets the methods whose calls get a key. Default: `POST`, `PATCH`.
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         Arc::make_mut(&mut self.config).methods = methods.into_iter().collect();
         self
     }
 
-    /// The header that carries the key. Default: `Idempotency-Key`. Give the
+    /// Sets the header that carries the key. Default: `Idempotency-Key`. Give the
     /// [`RetryPolicy`](super::RetryPolicy) the same name.
     #[must_use]
     pub fn header_name(mut self, name: HeaderName) -> Self {

@@ -82,7 +82,8 @@ enum Wait {
 }
 
 impl RetryPolicy {
-    /// Four attempts, backoff from 100 ms to 5 s, `Retry-After` up to 30 s.
+    /// Creates the policy with its defaults: four attempts, backoff from 100 ms
+    /// to 5 s, `Retry-After` up to 30 s.
     pub fn new() -> Self {
         Self {
             max_attempts: 4,
@@ -94,7 +95,7 @@ impl RetryPolicy {
         }
     }
 
-    /// How many attempts one call may make in all, the first included.
+    /// Sets how many attempts one call may make in all, the first included.
     /// Default: 4. `1` (or `0`) means no retries.
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -102,7 +103,7 @@ impl RetryPolicy {
         self
     }
 
-    /// The backoff after an error or a 5xx without `Retry-After`: starts at
+    /// Sets the backoff after an error or a 5xx without `Retry-After`: starts at
     /// `base`, doubles per retry, never above `max`, jittered (see above).
     /// Default: 100 ms and 5 s.
     #[must_use]
@@ -112,7 +113,7 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest `Retry-After` the policy waits out; above it, the response
+    /// Sets the longest `Retry-After` the policy waits out; above it, the response
     /// is returned instead. Default: 30 s.
     #[must_use]
     pub fn max_retry_after(mut self, max: Duration) -> Self {
@@ -120,7 +121,7 @@ impl RetryPolicy {
         self
     }
 
-    /// The header that carries the key, as set on
+    /// Sets the header that carries the key, as set on
     /// [`SetIdempotencyKeyLayer::header_name`](super::SetIdempotencyKeyLayer::header_name).
     /// Default: `Idempotency-Key`.
     #[must_use]

@@ -42,13 +42,13 @@ impl SentKey {
         }
     }
 
-    /// The header value, exactly as sent (a generated key is a quoted UUID:
+    /// Returns the header value, exactly as sent (a generated key is a quoted UUID:
     /// `"6f1c2d3e-..."`).
     pub fn header_value(&self) -> &HeaderValue {
         &self.value
     }
 
-    /// Whether the layer made this key (`true`) or the request came with it.
+    /// Tells whether the layer made this key (`true`) or the request came with it.
     pub fn is_generated(&self) -> bool {
         self.generated
     }

@@ -60,12 +60,12 @@ pub struct IdempotencyLayer<St> {
 }
 
 impl<St: Store> IdempotencyLayer<St> {
-    /// A layer keeping its records in `store`, with the defaults above.
+    /// Creates a layer that keeps its records in `store`, with the defaults above.
     pub fn new(store: St) -> Self {
         Self::from_shared_store(Arc::new(store))
     }
 
-    /// A layer on a store already shared with other code (to inspect or purge
+    /// Creates a layer on a store already shared with other code (to inspect or purge
     /// it, say).
     pub fn from_shared_store(store: Arc<St>) -> Self {
         Self {
@@ -74,7 +74,7 @@ impl<St: Store> IdempotencyLayer<St> {
         }
     }
 
-    /// The methods the layer protects; requests with other methods pass
+    /// Sets the methods the layer protects; requests with other methods pass
     /// through untouched, key or not. Default: `POST` and `PATCH`.
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
@@ -82,14 +82,14 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The header that carries the key. Default: `Idempotency-Key`.
+    /// Sets the header that carries the key. Default: `Idempotency-Key`.
     #[must_use]
     pub fn header_name(mut self, name: HeaderName) -> Self {
         self.config.header = name;
         self
     }
 
-    /// Whether a request with a protected method must carry a key: if so, one
+    /// Sets whether a request with a protected method must carry a key: if so, one
     /// without gets 400 `idempotency_key_missing`. Default: `false`, it passes
     /// through unprotected.
     #[must_use]
@@ -183,7 +183,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The largest request body the layer reads to fingerprint; larger ones get
+    /// Sets the largest request body the layer reads to fingerprint; larger ones get
     /// 413 `idempotency_request_too_large` without reaching the service.
     /// Default: 1 MiB.
     #[must_use]
@@ -192,7 +192,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The largest response body recorded for replay. A larger one is still
+    /// Sets the largest response body recorded for replay. A larger one is still
     /// delivered whole, but its key then holds a tombstone and its retries get
     /// 409 `idempotency_response_not_replayable`. Default: 1 MiB.
     #[must_use]
@@ -201,7 +201,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// How long a completed record is kept and replayed; after it the key may
+    /// Sets how long a completed record is kept and replayed; after it the key may
     /// be used again. Default: 24 hours.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -209,7 +209,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// How long a claim holds its key without an answer. A process that dies
+    /// Sets how long a claim holds its key without an answer. A process that dies
     /// holding a claim blocks its key for at most this long. Default: 30
     /// seconds.
     #[must_use]
@@ -218,7 +218,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The longest wait for any one store call; past it the call counts as a
+    /// Sets the longest wait for any one store call; past it the call counts as a
     /// store failure. Default: 2 seconds.
     #[must_use]
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
@@ -226,7 +226,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// Which response statuses are recorded; the others release the claim so a
+    /// Sets which response statuses are recorded; the others release the claim so a
     /// retry runs again. Default: [`default_record_policy`](super::default_record_policy).
     ///
     /// ```
@@ -266,7 +266,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// Whether work that has started finishes even if its request goes away.
+    /// Sets whether work that has started finishes even if its request goes away.
     /// On (the default), a client that disconnects or an outer timeout does
     /// not cancel the work half-way: if the response future is dropped before
     /// the service answers, the service's future goes on running on a task of
@@ -313,7 +313,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The `Retry-After` sent with 409 `idempotency_key_in_progress`, rounded
+    /// Sets the `Retry-After` sent with 409 `idempotency_key_in_progress`, rounded
     /// up to whole seconds. Default: 1 second.
     #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {
@@ -321,7 +321,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// The conventions of the layer's answers: [`Profile::Default`] (409 for a
+    /// Sets the conventions of the layer's answers: [`Profile::Default`] (409 for a
     /// payload mismatch) or [`Profile::Ietf`] (422, as the IETF draft says).
     /// The differences are listed on [`Profile`].
     #[must_use]
@@ -333,7 +333,7 @@ impl<St: Store> IdempotencyLayer<St> {
         self
     }
 
-    /// What to do when the store fails or times out: `false` (the default)
+    /// Sets what to do when the store fails or times out: `false` (the default)
     /// answers 503 `idempotency_store_unavailable`; `true` passes the request
     /// through to the service unprotected.
     ///

@@ -37,7 +37,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome as a short label, for metrics: `executed`, `replayed`,
+    /// Returns the outcome as a short label, for metrics: `executed`, `replayed`,
     /// `mismatch`, `in_progress`, `rejected`, `store_error`.
     pub fn as_str(self) -> &'static str {
         match self {

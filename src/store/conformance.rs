@@ -67,9 +67,11 @@ pub enum Check {
     ALapsedLeaseFreesTheKey,
     /// A record is forgotten after its TTL. (Waits about a second.)
     ARecordExpiresAfterItsTtl,
-    /// An owner whose lease ran out is refused everything, before and after a new owner claims. (Waits about a second.)
+    /// An owner whose lease ran out is refused everything, before and after a
+    /// new owner claims. (Waits about a second.)
     AStaleOwnerIsFencedOff,
-    /// Renewal keeps a key held past its first lease, and it lapses once renewal stops. (Waits about three seconds.)
+    /// Renewal keeps a key held past its first lease, and it lapses once
+    /// renewal stops. (Waits about three seconds.)
     RenewalExtendsTheLease,
 }
 
@@ -90,7 +92,7 @@ impl Check {
         Check::RenewalExtendsTheLease,
     ];
 
-    /// The check's name, as a test name (`a_stale_owner_is_fenced_off`).
+    /// Returns the check's name, as a test name (`a_stale_owner_is_fenced_off`).
     pub fn name(self) -> &'static str {
         match self {
             Check::ClaimRaceHasOneWinner => "claim_race_has_one_winner",
@@ -108,7 +110,7 @@ impl Check {
         }
     }
 
-    /// Whether the check waits for a lease or a TTL to run out, so it takes
+    /// Tells whether the check waits for a lease or a TTL to run out, so it takes
     /// a second or more on a real clock.
     pub fn waits(self) -> bool {
         matches!(

@@ -20,12 +20,12 @@ use std::fmt::{self, Write};
 pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
-    /// A digest from its 32 bytes.
+    /// Makes a digest from its 32 bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
-    /// The 32 bytes of the digest.
+    /// Returns the 32 bytes of the digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -65,12 +65,12 @@ impl fmt::Debug for KeyDigest {
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
-    /// A fingerprint from its 32 bytes, as a store reads them back.
+    /// Makes a fingerprint from its 32 bytes, as a store reads them back.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
-    /// The 32 bytes of the digest.
+    /// Returns the 32 bytes of the digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -42,12 +42,12 @@ pub enum StoreErrorKind {
 }
 
 impl StoreError {
-    /// An error of `kind` with no underlying cause.
+    /// Creates an error of `kind` with no underlying cause.
     pub fn new(kind: StoreErrorKind) -> Self {
         Self { kind, source: None }
     }
 
-    /// An error of `kind` caused by `source` (a client or driver error).
+    /// Creates an error of `kind` caused by `source` (a client or driver error).
     pub fn with_source(
         kind: StoreErrorKind,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -58,7 +58,7 @@ impl StoreError {
         }
     }
 
-    /// What kind of failure this is.
+    /// Returns what kind of failure this is.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }

@@ -268,12 +268,12 @@ impl Entry {
 }
 
 impl MemoryStore {
-    /// An unbounded store.
+    /// Creates an unbounded store.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A store holding about `capacity` keys at most (see the type's docs for
+    /// Creates a store holding about `capacity` keys at most (see the type's docs for
     /// what is evicted).
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -284,13 +284,13 @@ impl MemoryStore {
         }
     }
 
-    /// Number of keys held, in flight or completed (expired ones included until
+    /// Counts the keys held, in flight or completed (expired ones included until
     /// they are removed).
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Relaxed)
     }
 
-    /// Whether the store holds no key.
+    /// Tells whether the store holds no key.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

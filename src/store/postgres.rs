@@ -151,7 +151,7 @@ impl Statements {
 }
 
 impl PostgresStore {
-    /// A store on a pool you made, with the table `tower_idempotency`.
+    /// Creates a store on a pool you made, with the table `tower_idempotency`.
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
@@ -162,7 +162,7 @@ impl PostgresStore {
         }
     }
 
-    /// A store with a pool of up to 16 connections to the database at `url`
+    /// Creates a store with a pool of up to 16 connections to the database at `url`
     /// (`postgres://user@host:port/db`), checked by one connection.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
@@ -186,7 +186,7 @@ impl PostgresStore {
         Ok(Self::new(pool))
     }
 
-    /// The table the records live in: `table` or `schema.table`, plain
+    /// Sets the table the records live in: `table` or `schema.table`, plain
     /// lowercase identifiers only. Default: `tower_idempotency`.
     pub fn table(mut self, table: &str) -> Result<Self, InvalidTableName> {
         let valid_part = |part: &str| {
@@ -205,14 +205,14 @@ impl PostgresStore {
         Ok(self)
     }
 
-    /// The bound on each call to the database. Default: 2 seconds.
+    /// Sets the bound on each call to the database. Default: 2 seconds.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// How many expired rows [`purge_expired`](Self::purge_expired) deletes
+    /// Sets how many expired rows [`purge_expired`](Self::purge_expired) deletes
     /// at most per call. Default: 1000.
     #[must_use]
     pub fn purge_batch(mut self, rows: u32) -> Self {

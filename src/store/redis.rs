@@ -102,7 +102,7 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store on a connection you made (with your own TLS, auth and
+    /// Creates a store on a connection you made (with your own TLS, auth and
     /// reconnection settings).
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
@@ -122,7 +122,7 @@ impl RedisStore {
         Ok(Self::new(connection))
     }
 
-    /// A store for the Redis at `url` that connects on its first call, so an
+    /// Creates a store for the Redis at `url` that connects on its first call, so an
     /// application can start while Redis is down (its requests get 503 until
     /// Redis answers).
     pub fn open(url: &str) -> Result<Self, StoreError> {
@@ -132,14 +132,14 @@ impl RedisStore {
         Ok(Self::new(connection))
     }
 
-    /// The prefix of every key the store writes. Default: `idempotency:`.
+    /// Sets the prefix of every key the store writes. Default: `idempotency:`.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// The bound on each call to Redis. Default: 2 seconds.
+    /// Sets the bound on each call to Redis. Default: 2 seconds.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

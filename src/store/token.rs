@@ -21,12 +21,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct FencingToken(u64);
 
 impl FencingToken {
-    /// A token from the number a store keeps.
+    /// Makes a token from the number a store keeps.
     pub const fn new(value: u64) -> Self {
         Self(value)
     }
 
-    /// The number a store keeps.
+    /// Returns the number a store keeps.
     pub const fn get(self) -> u64 {
         self.0
     }

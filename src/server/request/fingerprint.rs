@@ -8,7 +8,7 @@ use super::canonical_json::canonicalize;
 use crate::store::Fingerprint;
 
 impl Fingerprint {
-    /// The fingerprint the layer computes by default (no extra headers, raw
+    /// Computes the layer's default fingerprint (no extra headers, raw
     /// body) for a request with head `parts` and body `body`: to log it, or
     /// to check a record by hand.
     ///

@@ -102,7 +102,7 @@ impl IdempotencyKey {
         Ok(Self(key.into_boxed_str()))
     }
 
-    /// The key, unquoted.
+    /// Returns the key, unquoted.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -11,7 +11,7 @@ use crate::store::KeyDigest;
 const KEY_DIGEST_TAG: &[u8] = b"tower-idempotency/key/v1";
 
 impl KeyDigest {
-    /// The digest of `key` in `scope`: SHA-256 over both, framed so that no
+    /// Derives the digest of `key` in `scope`: SHA-256 over both, framed so that no
     /// two (scope, key) pairs digest alike, and apart from every other digest
     /// the crate computes.
     ///

@@ -23,17 +23,17 @@ use http::request::Parts;
 pub struct Scope(Option<Bytes>);
 
 impl Scope {
-    /// The one scope shared by every request that names no tenant.
+    /// Returns the one scope shared by every request that names no tenant.
     pub const fn global() -> Self {
         Self(None)
     }
 
-    /// A named scope, such as an account id or an API key.
+    /// Creates a named scope, such as an account id or an API key.
     pub fn new(name: impl Into<Bytes>) -> Self {
         Self(Some(name.into()))
     }
 
-    /// The scope's name, or `None` for the global scope.
+    /// Returns the scope's name, or `None` for the global scope.
     pub fn name(&self) -> Option<&[u8]> {
         self.0.as_deref()
     }

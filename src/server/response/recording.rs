@@ -1,11 +1,11 @@
-//! What a response leaves behind : which statuses are
+//! What a response leaves behind: which statuses are
 //! recorded, and which headers a replay hands out again.
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName};
 
-/// The default recording policy: record every final response except those a
-/// retry may well change.
+/// Tells whether the default recording policy records `status`: every final
+/// response except those a retry may well change.
 ///
 /// Not recorded: 1xx (not a final answer), 408, 425 and 429 (the client is
 /// asked to try again), and every 5xx (the server failed; the work may not be
