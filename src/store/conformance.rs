@@ -186,6 +186,14 @@ const TTL: Duration = Duration::from_secs(120);
 const SHORT: Duration = Duration::from_millis(400);
 const PAST_SHORT: Duration = Duration::from_millis(900);
 
+/// The value of a store call that must succeed; panics with the error.
+fn ok<T>(result: Result<T, StoreError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("the store call failed: {error:?}"),
+    }
+}
+
 /// A response using every byte value and a multi-valued header.
 fn sample_response() -> RecordedResponse {
     let mut headers = HeaderMap::new();
@@ -209,11 +217,7 @@ async fn claimed<S: Store>(
     fp: &Fingerprint,
     lease: Duration,
 ) -> FencingToken {
-    match store
-        .claim(key, fp, lease)
-        .await
-        .expect("the store call failed")
-    {
+    match ok(store.claim(key, fp, lease).await) {
         ClaimOutcome::Claimed(token) => token,
         other => panic!("expected a claim, got {other:?}"),
     }
@@ -235,16 +239,13 @@ async fn claim_race_has_one_winner<S: Store>(store: Arc<S>) {
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store
-                    .claim(&key, &FP_A, LEASE)
-                    .await
-                    .expect("the store call failed")
+                ok(store.claim(&key, &FP_A, LEASE).await)
             })
         })
         .collect();
     let mut winners = 0;
     for task in tasks {
-        match task.await.expect("the store call failed") {
+        match task.await.expect("a claiming task panicked") {
             ClaimOutcome::Claimed(_) => winners += 1,
             ClaimOutcome::InFlight { fingerprint } => assert_eq!(fingerprint, FP_A),
             other => panic!("unexpected {other:?}"),
@@ -263,10 +264,7 @@ async fn an_in_flight_key_reports_its_fingerprint<S: Store>(store: Arc<S>) {
     claimed(&*store, &key, &FP_A, LEASE).await;
     for fp in [FP_A, FP_B] {
         assert_eq!(
-            store
-                .claim(&key, &fp, LEASE)
-                .await
-                .expect("the store call failed"),
+            ok(store.claim(&key, &fp, LEASE).await),
             ClaimOutcome::InFlight { fingerprint: FP_A }
         );
     }
@@ -279,17 +277,11 @@ async fn a_record_is_returned_byte_for_byte<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, token, &record, TTL)
-        .await
-        .expect("the store call failed");
+    ok(store.record(&key, token, &record, TTL).await);
     // Same answer whoever asks: the layer compares fingerprints.
     for fp in [FP_A, FP_B] {
         assert_eq!(
-            store
-                .claim(&key, &fp, LEASE)
-                .await
-                .expect("the store call failed"),
+            ok(store.claim(&key, &fp, LEASE).await),
             ClaimOutcome::Completed(record.clone())
         );
     }
@@ -302,15 +294,9 @@ async fn a_tombstone_round_trips<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: None,
     };
-    store
-        .record(&key, token, &tombstone, TTL)
-        .await
-        .expect("the store call failed");
+    ok(store.record(&key, token, &tombstone, TTL).await);
     assert_eq!(
-        store
-            .claim(&key, &FP_A, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&key, &FP_A, LEASE).await),
         ClaimOutcome::Completed(tombstone)
     );
 }
@@ -318,10 +304,7 @@ async fn a_tombstone_round_trips<S: Store>(store: Arc<S>) {
 async fn release_frees_the_key_for_a_new_token<S: Store>(store: Arc<S>) {
     let key = unique_key("release");
     let first = claimed(&*store, &key, &FP_A, LEASE).await;
-    store
-        .release(&key, first)
-        .await
-        .expect("the store call failed");
+    ok(store.release(&key, first).await);
     let second = claimed(&*store, &key, &FP_B, LEASE).await;
     assert_ne!(first, second, "a token is never handed out twice for a key");
 }
@@ -333,10 +316,7 @@ async fn a_settled_token_can_do_nothing_more<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, token, &record, TTL)
-        .await
-        .expect("the store call failed");
+    ok(store.record(&key, token, &record, TTL).await);
     let other = Record {
         fingerprint: FP_B,
         response: None,
@@ -345,10 +325,7 @@ async fn a_settled_token_can_do_nothing_more<S: Store>(store: Arc<S>) {
     lease_lost(store.release(&key, token).await);
     lease_lost(store.renew(&key, token, LEASE).await);
     assert_eq!(
-        store
-            .claim(&key, &FP_A, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&key, &FP_A, LEASE).await),
         ClaimOutcome::Completed(record)
     );
     // A token never issued for the key is refused too.
@@ -359,21 +336,12 @@ async fn keys_are_independent<S: Store>(store: Arc<S>) {
     let (a, b) = (unique_key("independent-a"), unique_key("independent-b"));
     let token_a = claimed(&*store, &a, &FP_A, LEASE).await;
     let token_b = claimed(&*store, &b, &FP_A, LEASE).await;
-    store
-        .release(&a, token_a)
-        .await
-        .expect("the store call failed");
+    ok(store.release(&a, token_a).await);
     assert_eq!(
-        store
-            .claim(&b, &FP_A, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&b, &FP_A, LEASE).await),
         ClaimOutcome::InFlight { fingerprint: FP_A }
     );
-    store
-        .release(&b, token_b)
-        .await
-        .expect("the store call failed");
+    ok(store.release(&b, token_b).await);
 }
 
 async fn a_lapsed_lease_frees_the_key<S: Store>(store: Arc<S>) {
@@ -390,15 +358,9 @@ async fn a_record_expires_after_its_ttl<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, token, &record, SHORT)
-        .await
-        .expect("the store call failed");
+    ok(store.record(&key, token, &record, SHORT).await);
     assert!(matches!(
-        store
-            .claim(&key, &FP_A, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&key, &FP_A, LEASE).await),
         ClaimOutcome::Completed(_)
     ));
     sleep(PAST_SHORT).await;
@@ -425,15 +387,9 @@ async fn a_stale_owner_is_fenced_off<S: Store>(store: Arc<S>) {
         fingerprint: FP_A,
         response: Some(sample_response()),
     };
-    store
-        .record(&key, owner, &record, TTL)
-        .await
-        .expect("the store call failed");
+    ok(store.record(&key, owner, &record, TTL).await);
     assert_eq!(
-        store
-            .claim(&key, &FP_A, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&key, &FP_A, LEASE).await),
         ClaimOutcome::Completed(record)
     );
 }
@@ -445,16 +401,10 @@ async fn renewal_extends_the_lease<S: Store>(store: Arc<S>) {
     // well past the first lease.
     for _ in 0..3 {
         sleep(SHORT / 2).await;
-        store
-            .renew(&key, token, SHORT)
-            .await
-            .expect("the store call failed");
+        ok(store.renew(&key, token, SHORT).await);
     }
     assert_eq!(
-        store
-            .claim(&key, &FP_B, LEASE)
-            .await
-            .expect("the store call failed"),
+        ok(store.claim(&key, &FP_B, LEASE).await),
         ClaimOutcome::InFlight { fingerprint: FP_A }
     );
     sleep(PAST_SHORT).await;
