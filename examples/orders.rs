@@ -141,14 +141,29 @@ async fn serve<St: Store>(store: St) -> Result<(), Box<dyn Error>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    if let Ok(url) = env::var("REDIS_URL") {
-        return serve_redis(&url).await;
+async fn main() -> std::process::ExitCode {
+    let served = if let Ok(url) = env::var("REDIS_URL") {
+        serve_redis(&url).await
+    } else if let Ok(url) = env::var("DATABASE_URL") {
+        serve_postgres(&url).await
+    } else {
+        serve(MemoryStore::new()).await
+    };
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The error and its causes, one line: what failed, where and why.
+            let mut message = error.to_string();
+            let mut cause = error.source();
+            while let Some(error) = cause {
+                message.push_str(": ");
+                message.push_str(&error.to_string());
+                cause = error.source();
+            }
+            eprintln!("orders example: {message}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    if let Ok(url) = env::var("DATABASE_URL") {
-        return serve_postgres(&url).await;
-    }
-    serve(MemoryStore::new()).await
 }
 
 #[cfg(feature = "postgres")]

@@ -169,7 +169,7 @@ impl PostgresStore {
             .parse()
             .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -182,7 +182,23 @@ impl PostgresStore {
             .create_timeout(Some(DEFAULT_TIMEOUT))
             .build()
             .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
-        drop(pool.get().await.map_err(unavailable)?);
+        let address = addresses(&config);
+        let cannot_connect = |cause: String| {
+            StoreError::with_source(
+                StoreErrorKind::Unavailable,
+                CannotConnect { address, cause },
+            )
+        };
+        // The pool bounds the wait and the creation by the default timeout;
+        // the outer bound is there for a pool that retries.
+        match tokio::time::timeout(DEFAULT_TIMEOUT * 2, pool.get()).await {
+            Ok(Ok(connection)) => drop(connection),
+            Ok(Err(error)) => return Err(cannot_connect(innermost(&error))),
+            Err(_) => {
+                let limit = (DEFAULT_TIMEOUT * 2).as_millis();
+                return Err(cannot_connect(format!("no answer within {limit} ms")));
+            }
+        }
         Ok(Self::new(pool))
     }
 
@@ -323,6 +339,44 @@ impl Drop for Sweeper {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to PostgreSQL at {address}: {cause}")]
+struct CannotConnect {
+    /// Host and port of each address the URL names, without credentials.
+    address: String,
+    cause: String,
+}
+
+/// The hosts and ports a configuration names, for error messages.
+fn addresses(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The deepest cause of an error: a pool's error repeats its driver's.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = error;
+    while let Some(source) = deepest.source() {
+        deepest = source;
+    }
+    deepest.to_string()
 }
 
 fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {

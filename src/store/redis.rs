@@ -5,8 +5,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, Script,
+    ServerErrorKind, ToRedisArgs,
+};
 
 use super::codec;
 use super::timeout::within;
@@ -45,7 +50,13 @@ end
 }
 
 /// Completes the claim of token ARGV[1] with the record ARGV[2] for ARGV[3] ms.
-const RECORD: &str = owned_by_token!("redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])");
+/// A key that already holds exactly that record answers 1 too: a record sent
+/// again (its replication was not acknowledged the first time) succeeds
+/// without writing, so it can be acknowledged on its second try.
+const RECORD: &str = concat!(
+    "if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end\n",
+    owned_by_token!("redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])")
+);
 /// Deletes the claim of token ARGV[1].
 const RELEASE: &str = owned_by_token!("redis.call('DEL', KEYS[1])");
 /// Extends the lease of token ARGV[1] to ARGV[2] ms from now.
@@ -76,8 +87,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// - **Compact and binary-safe.** A key is the prefix and the 64 hex digits of
 ///   the (scope, key) digest; its value one binary string holding the
 ///   fingerprint and the record, body as raw bytes.
-/// - **One key per operation**, so Redis Cluster can serve it. (Tested here
-///   against a single Redis only.)
+/// - **Redis Cluster** too ([`connect_cluster`](Self::connect_cluster),
+///   [`from_cluster`](Self::from_cluster)): one key per operation, so each
+///   goes to its key's primary; redirections during resharding and the
+///   promoted replica after a failover are followed by the connection.
+/// - **Replicated claims** (off by default,
+///   [`replicas_acked`](Self::replicas_acked)): each write acknowledged by
+///   replicas before the service runs, so a failover loses no claim.
 /// - **Waiting** for an in-flight key polls with backoff (the trait's default).
 /// - **Failures**: each call is bounded by [`timeout`](Self::timeout) (default
 ///   2 s) on top of the layer's own store timeout; a dead Redis answers with an
@@ -96,30 +112,117 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     timeout: Duration,
+    replication: Option<Replication>,
+}
+
+/// Where the store's commands go: one Redis, or a Redis Cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Replicated claims: how many replicas must acknowledge each write, and how
+/// long Redis may wait for them.
+#[derive(Debug, Clone, Copy)]
+struct Replication {
+    replicas: u32,
+    timeout: Duration,
+}
+
+/// Fewer replicas acknowledged a write than the store was set to require.
+#[derive(Debug, thiserror::Error)]
+#[error("the write was acknowledged by {acknowledged} of the {required} replicas required")]
+struct NotReplicated {
+    acknowledged: i64,
+    required: u32,
+}
+
+/// A connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to Redis at {address}: {cause}")]
+struct CannotConnect {
+    /// The address, without credentials.
+    address: String,
+    cause: String,
 }
 
 impl RedisStore {
     /// Creates a store on a connection you made (with your own TLS, auth and
     /// reconnection settings).
     pub fn new(connection: ConnectionManager) -> Self {
+        Self::on(Connection::Single(connection))
+    }
+
+    /// Creates a store on a Redis Cluster connection you made (with your own
+    /// TLS, auth, timeouts and retry settings). Each operation touches one
+    /// key, so the cluster routes it to the key's primary, and redirections
+    /// (`MOVED`, `ASK`) during resharding or after a failover are followed by
+    /// the connection.
+    pub fn from_cluster(connection: ClusterConnection) -> Self {
+        Self::on(Connection::Cluster(connection))
+    }
+
+    fn on(connection: Connection) -> Self {
         Self {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            replication: None,
         }
     }
 
     /// Connects to the Redis at `url` (`redis://host:port/db`) and checks that
-    /// it answers.
+    /// it answers, within 2 seconds; the error names the address and the
+    /// cause.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(unavailable)?;
-        let connection = ConnectionManager::new_with_config(client, manager_config())
-            .await
-            .map_err(unavailable)?;
+        let address = client.get_connection_info().addr().to_string();
+        // One plain attempt first: the connection manager retries with
+        // backoff, which would hide the cause ("connection refused") behind
+        // the time limit.
+        bounded_connect(&address, client.get_multiplexed_async_connection()).await?;
+        let connecting = ConnectionManager::new_with_config(client, manager_config());
+        let connection = bounded_connect(&address, connecting).await?;
         Ok(Self::new(connection))
+    }
+
+    /// Connects to the Redis Cluster that `seeds` (`redis://host:port` of one
+    /// or more of its nodes) belong to, within 2 seconds; the error names the
+    /// seeds and the cause.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
+    /// use tower_idempotency::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect_cluster(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
+    ///     .await?
+    ///     .prefix("orders-api:");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster<T: IntoConnectionInfo>(
+        seeds: impl IntoIterator<Item = T>,
+    ) -> Result<Self, StoreError> {
+        let seeds = seeds
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        let address = seeds
+            .iter()
+            .map(|seed| seed.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let client = ClusterClient::builder(seeds)
+            .connection_timeout(DEFAULT_TIMEOUT)
+            .response_timeout(DEFAULT_TIMEOUT)
+            .build()
+            .map_err(unavailable)?;
+        let connection = bounded_connect(&address, client.get_async_connection()).await?;
+        Ok(Self::from_cluster(connection))
     }
 
     /// Creates a store for the Redis at `url` that connects on its first call, so an
@@ -133,6 +236,9 @@ impl RedisStore {
     }
 
     /// Sets the prefix of every key the store writes. Default: `idempotency:`.
+    ///
+    /// On a cluster the prefix needs no hash tag (`{...}`): every operation
+    /// touches one key, so keys are free to spread over every slot.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -146,6 +252,47 @@ impl RedisStore {
         self
     }
 
+    /// Replicated claims: every claim, record and renewal must be
+    /// acknowledged by `replicas` replicas of the key's primary, waiting at
+    /// most `wait` (Redis `WAIT`, sent with the script in one round trip, on
+    /// the same connection to the same node). Default: off.
+    ///
+    /// A claim that fewer replicas acknowledge is a store failure (503, or
+    /// the request runs unprotected with fail-open) and the service does not
+    /// run; the store gives the claim back at once. A record that fewer
+    /// replicas acknowledge is sent again while the lease lasts. So a primary
+    /// killed at any moment, its replica promoted, has every claim and record
+    /// the layer acted on.
+    ///
+    /// What it does not give: `WAIT` makes no write synchronous, so a
+    /// replica that acknowledged may still lose the write if it fails too;
+    /// a failover that promotes a replica that did not acknowledge (the
+    /// cluster prefers the most up-to-date one, but a partition can force
+    /// another) can lose writes; and a partitioned primary keeps accepting
+    /// writes until `cluster-node-timeout` or `min-replicas-to-write` stops
+    /// it (set `min-replicas-to-write` on the server to bound that window).
+    /// Keep `wait` below the store timeout: each write waits up to it while a
+    /// replica is down.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
+    /// use std::time::Duration;
+    /// use tower_idempotency::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .replicas_acked(1, Duration::from_millis(500));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn replicas_acked(mut self, replicas: u32, wait: Duration) -> Self {
+        self.replication = (replicas > 0).then_some(Replication {
+            replicas,
+            timeout: wait,
+        });
+        self
+    }
+
     fn redis_key(&self, key: &KeyDigest) -> String {
         let mut redis_key = String::with_capacity(self.prefix.len() + 64);
         // Writing to a String cannot fail.
@@ -153,27 +300,132 @@ impl RedisStore {
         redis_key
     }
 
-    /// Runs one script, bounded by the store's timeout.
-    async fn run<T: redis::FromRedisValue>(
+    /// Runs one script call (with `WAIT` when `replicate` and replicated
+    /// claims are on), bounded by the store's timeout. Returns its answer and
+    /// how many replicas acknowledged, if that was asked.
+    async fn run<T: FromRedisValue>(
         &self,
-        invocation: redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
+        call: &ScriptCall,
+        replicate: bool,
+    ) -> Result<(T, Option<i64>), StoreError> {
+        let replication = self.replication.filter(|_| replicate);
         within(self.timeout, async {
-            invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)
+            match &self.connection {
+                Connection::Single(connection) => {
+                    call.run(&mut connection.clone(), replication).await
+                }
+                Connection::Cluster(connection) => {
+                    call.run(&mut connection.clone(), replication).await
+                }
+            }
+            .map_err(unavailable)
         })
         .await
     }
 
-    /// Runs a script that answers 1 if the token owned the claim, 0 if not.
-    async fn run_fenced(&self, invocation: redis::ScriptInvocation<'_>) -> Result<(), StoreError> {
-        match self.run::<i64>(invocation).await? {
-            1 => Ok(()),
+    /// Runs a write that answers 1 if the token owned the claim, 0 if not,
+    /// and checks its replication.
+    async fn run_fenced(&self, call: &ScriptCall) -> Result<(), StoreError> {
+        match self.run::<i64>(call, true).await? {
+            (1, acknowledged) => self.check_replicated(acknowledged),
             _ => Err(StoreErrorKind::LeaseLost.into()),
         }
+    }
+
+    /// A write that fewer replicas acknowledged than required is a failure.
+    fn check_replicated(&self, acknowledged: Option<i64>) -> Result<(), StoreError> {
+        match (self.replication, acknowledged) {
+            (Some(replication), Some(acknowledged))
+                if acknowledged < i64::from(replication.replicas) =>
+            {
+                Err(StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    NotReplicated {
+                        acknowledged,
+                        required: replication.replicas,
+                    },
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One call of a script on one key, as `EVALSHA`.
+struct ScriptCall {
+    script: &'static Script,
+    command: Cmd,
+}
+
+impl ScriptCall {
+    fn new(script: &'static Script, key: &str) -> Self {
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(script.get_hash()).arg(1).arg(key);
+        Self { script, command }
+    }
+
+    fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Sends the call (followed by `WAIT` on the same connection, in one
+    /// round trip, when `replication` is set), loading the script first if
+    /// the node has not seen it.
+    async fn run<T: FromRedisValue, C: ConnectionLike>(
+        &self,
+        connection: &mut C,
+        replication: Option<Replication>,
+    ) -> Result<(T, Option<i64>), RedisError> {
+        match self.send(connection, replication).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(connection).await?;
+                self.send(connection, replication).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send<T: FromRedisValue, C: ConnectionLike>(
+        &self,
+        connection: &mut C,
+        replication: Option<Replication>,
+    ) -> Result<(T, Option<i64>), RedisError> {
+        let Some(replication) = replication else {
+            return Ok((self.command.query_async(connection).await?, None));
+        };
+        let mut pipeline = redis::pipe();
+        pipeline
+            .add_command(self.command.clone())
+            .cmd("WAIT")
+            .arg(replication.replicas)
+            .arg(millis(replication.timeout));
+        let (answer, acknowledged): (T, i64) = pipeline.query_async(connection).await?;
+        Ok((answer, Some(acknowledged)))
+    }
+}
+
+/// Waits for a connection at most the default timeout.
+async fn bounded_connect<C>(
+    address: &str,
+    connecting: impl std::future::Future<Output = Result<C, RedisError>>,
+) -> Result<C, StoreError> {
+    let failed = |cause: String| {
+        StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            CannotConnect {
+                address: address.to_owned(),
+                cause,
+            },
+        )
+    };
+    match tokio::time::timeout(DEFAULT_TIMEOUT, connecting).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(_) => Err(failed(format!(
+            "no answer within {} ms",
+            DEFAULT_TIMEOUT.as_millis()
+        ))),
     }
 }
 
@@ -222,15 +474,26 @@ impl Store for RedisStore {
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
         let token = new_token();
-        let mut invocation = CLAIM_SCRIPT.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
+        let redis_key = self.redis_key(key);
+        let call = ScriptCall::new(&CLAIM_SCRIPT, &redis_key)
             .arg(&fingerprint.as_bytes()[..])
             .arg(token.get().to_string())
             .arg(millis(lease));
-        match self.run::<Option<Vec<u8>>>(invocation).await? {
-            None => Ok(ClaimOutcome::Claimed(token)),
-            Some(held) => decode_held(held),
+        match self.run::<Option<Vec<u8>>>(&call, true).await? {
+            (None, acknowledged) => match self.check_replicated(acknowledged) {
+                Ok(()) => Ok(ClaimOutcome::Claimed(token)),
+                Err(error) => {
+                    // Not replicated: give the claim back, so that no one
+                    // waits a lease for a request that never runs.
+                    let release =
+                        ScriptCall::new(&RELEASE_SCRIPT, &redis_key).arg(token.get().to_string());
+                    let _ = self.run::<i64>(&release, false).await;
+                    Err(error)
+                }
+            },
+            // A read: what it found was written (and acknowledged) by the
+            // request that wrote it.
+            (Some(held), _) => decode_held(held),
         }
     }
 
@@ -241,25 +504,24 @@ impl Store for RedisStore {
         record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut value = Vec::new();
+        let mut value = Vec::with_capacity(33 + codec::encoded_len(record.response.as_ref()));
         value.push(b'C');
         value.extend_from_slice(record.fingerprint.as_bytes());
         codec::encode(record.response.as_ref(), &mut value);
-        let mut invocation = RECORD_SCRIPT.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
+        let call = ScriptCall::new(&RECORD_SCRIPT, &self.redis_key(key))
             .arg(token.get().to_string())
             .arg(value)
             .arg(millis(ttl));
-        self.run_fenced(invocation).await
+        self.run_fenced(&call).await
     }
 
     async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
-        let mut invocation = RELEASE_SCRIPT.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
-            .arg(token.get().to_string());
-        self.run_fenced(invocation).await
+        let call =
+            ScriptCall::new(&RELEASE_SCRIPT, &self.redis_key(key)).arg(token.get().to_string());
+        match self.run::<i64>(&call, false).await? {
+            (1, _) => Ok(()),
+            _ => Err(StoreErrorKind::LeaseLost.into()),
+        }
     }
 
     async fn renew(
@@ -268,20 +530,24 @@ impl Store for RedisStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let mut invocation = RENEW_SCRIPT.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
+        let call = ScriptCall::new(&RENEW_SCRIPT, &self.redis_key(key))
             .arg(token.get().to_string())
             .arg(millis(lease));
-        self.run_fenced(invocation).await
+        self.run_fenced(&call).await
     }
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let connection = match self.connection {
+            Connection::Single(_) => "single",
+            Connection::Cluster(_) => "cluster",
+        };
         f.debug_struct("RedisStore")
+            .field("connection", &connection)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("replication", &self.replication)
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,7 @@ mod bodies;
 #[cfg(feature = "client")]
 mod client;
 mod concurrency;
+mod connecting;
 mod decision_table;
 mod example_orders;
 mod expiry;
