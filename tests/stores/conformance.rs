@@ -49,6 +49,14 @@ pub fn redis() -> Vec<Trial> {
     })
 }
 
+/// The Redis store on the shared test cluster, in real time.
+#[cfg(feature = "redis")]
+pub fn redis_cluster() -> Vec<Trial> {
+    trials_for("redis_cluster", Flavor::CurrentThread, || {
+        crate::redis_cluster::store("conformance")
+    })
+}
+
 /// The PostgreSQL store, in real time, on a table of its own per check.
 #[cfg(feature = "postgres")]
 pub fn postgres() -> Vec<Trial> {

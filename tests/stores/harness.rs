@@ -104,6 +104,15 @@ impl Service {
         }
     }
 
+    /// Programs on the PATH, there if each `program --version` runs.
+    pub fn programs(programs: &[&str]) -> Self {
+        Self {
+            missing: programs
+                .iter()
+                .find_map(|program| Self::program(program).missing),
+        }
+    }
+
     /// `trials` as they are when the service is there or required; marked
     /// ignored otherwise, with one line saying why.
     pub fn gate(&self, trials: Vec<Trial>) -> Vec<Trial> {
@@ -121,6 +130,26 @@ impl Service {
             _ => trials,
         }
     }
+}
+
+/// Whether any trial whose name contains `part` will run: not ignored, and
+/// not filtered out by the command line.
+pub fn wanted(args: &libtest_mimic::Arguments, trials: &[Trial], part: &str) -> bool {
+    trials.iter().any(|trial| {
+        trial.name().contains(part)
+            && !trial.has_ignored_flag()
+            && args.filter.as_ref().is_none_or(|filter| {
+                if args.exact {
+                    trial.name() == filter
+                } else {
+                    trial.name().contains(filter.as_str())
+                }
+            })
+            && args
+                .skip
+                .iter()
+                .all(|skip| !trial.name().contains(skip.as_str()))
+    })
 }
 
 /// One trial per named async test function: `trials![module; Flavor name, ...]`.

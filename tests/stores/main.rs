@@ -15,11 +15,15 @@ use libtest_mimic::Arguments;
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(feature = "redis")]
+mod cluster;
 mod conformance;
 mod example_orders;
 mod harness;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 #[cfg(feature = "redis")]
 mod redis_store;
 
@@ -37,6 +41,11 @@ fn main() -> ExitCode {
         trials.extend(redis.gate(on_redis));
         let redis_server = harness::Service::program("redis-server");
         trials.extend(redis_server.gate(redis_store::private_trials()));
+        let mut on_cluster = conformance::redis_cluster();
+        on_cluster.extend(redis_cluster::shared_trials());
+        on_cluster.extend(redis_cluster::private_trials());
+        let cluster_tools = harness::Service::programs(&["redis-server", "redis-cli"]);
+        trials.extend(cluster_tools.gate(on_cluster));
     }
     #[cfg(feature = "postgres")]
     {
@@ -47,5 +56,14 @@ fn main() -> ExitCode {
         on_postgres.extend(example_orders::postgres_trials());
         trials.extend(postgres.gate(on_postgres));
     }
+    // The cluster the cluster tests share, started only if one of them will
+    // run, and stopped (by the ids of the processes it started) after all.
+    #[cfg(feature = "redis")]
+    let _shared_cluster = harness::wanted(&args, &trials, "redis_cluster::").then(|| {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let cluster = runtime.block_on(cluster::Cluster::start("shared"));
+        redis_cluster::share(&cluster);
+        cluster
+    });
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -1,0 +1,380 @@
+//! A Redis Cluster of six `redis-server` processes (three primaries, three
+//! replicas) on free local ports, started for the tests and stopped by the
+//! process ids they started.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+/// A node of a test cluster: its port and its process, while it runs.
+struct Node {
+    port: u16,
+    process: Option<Child>,
+}
+
+/// A running cluster. Dropping it kills every process it started.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+/// Ports `base..base + 6` free, with their cluster bus ports (port + 10000).
+fn free_ports(name: &str) -> u16 {
+    let seed = std::process::id() as u64
+        ^ name
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 9_000) as u16;
+        let free = (base..base + 6).all(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        });
+        if free {
+            return base;
+        }
+    }
+    panic!("no six free ports with free bus ports");
+}
+
+impl Cluster {
+    /// Starts six nodes and joins them into a cluster with one replica per
+    /// primary; returns once every node says the cluster is ok.
+    pub async fn start(name: &str) -> Self {
+        let base = free_ports(name);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-idempotency-cluster-{name}-{}-{base}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = Self {
+            nodes: (base..base + 6)
+                .map(|port| Node {
+                    port,
+                    process: None,
+                })
+                .collect(),
+            dir,
+        };
+        for i in 0..6 {
+            cluster.spawn(i);
+        }
+        for node in &cluster.nodes {
+            wait_for_ping(node.port).await;
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.wait_healthy().await;
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let port = self.nodes[index].port;
+        let process = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--cluster-node-timeout", "1000"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.nodes[index].process = Some(process);
+    }
+
+    /// A handle on a cluster another owner runs, to ask it questions (it
+    /// stops nothing when dropped).
+    pub fn attach(urls: &[String]) -> Self {
+        let nodes = urls
+            .iter()
+            .filter_map(|url| url.rsplit(':').next()?.parse().ok())
+            .map(|port| Node {
+                port,
+                process: None,
+            })
+            .collect();
+        Self {
+            nodes,
+            dir: PathBuf::new(),
+        }
+    }
+
+    fn index(&self, port: u16) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.port == port)
+            .expect("a node of this cluster")
+    }
+
+    fn pid(&self, port: u16) -> String {
+        let node = &self.nodes[self.index(port)];
+        node.process
+            .as_ref()
+            .expect("a running node")
+            .id()
+            .to_string()
+    }
+
+    /// Freezes a node (SIGSTOP): it holds its connections and answers nothing.
+    pub fn freeze(&self, port: u16) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.pid(port)])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "SIGSTOP failed");
+    }
+
+    /// Thaws a frozen node (SIGCONT).
+    pub fn thaw(&self, port: u16) {
+        let status = Command::new("kill")
+            .args(["-CONT", &self.pid(port)])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "SIGCONT failed");
+    }
+
+    /// Kills a node (SIGKILL) and reaps it.
+    pub fn kill(&mut self, port: u16) {
+        let index = self.index(port);
+        if let Some(mut process) = self.nodes[index].process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts a killed node again with its cluster configuration: it rejoins,
+    /// as a replica once its replica has been promoted.
+    pub fn restart(&mut self, port: u16) {
+        let index = self.index(port);
+        self.spawn(index);
+    }
+
+    /// Cuts the replication links of the primary on `port` (`CLIENT KILL
+    /// TYPE replica`): what it accepts next reaches no replica until one
+    /// reconnects. With its replica frozen first, none reconnects.
+    pub async fn cut_replication(&self, port: u16) {
+        let mut connection = connect(port).await.unwrap();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1, "the primary had one replica link");
+    }
+
+    /// Waits until the node on `port` serves `slot` as its primary.
+    pub async fn wait_promoted(&self, port: u16, slot: u16) {
+        for _ in 0..400 {
+            let primaries = self.primaries().await;
+            let serves = primaries
+                .get(&port)
+                .is_some_and(|ranges| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)));
+            if serves {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replica on port {port} was not promoted");
+    }
+
+    /// The port of the replica of the primary on `port`.
+    pub async fn replica_of(&self, port: u16) -> u16 {
+        let mut connection = connect(port).await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        info.lines()
+            .find(|line| line.starts_with("slave0:"))
+            .and_then(|line| line.split(',').find_map(|part| part.strip_prefix("port=")))
+            .and_then(|port| port.parse().ok())
+            .expect("the primary has a replica")
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and three
+    /// primaries that each have a replica connected.
+    pub async fn wait_healthy(&self) {
+        for _ in 0..400 {
+            if self.healthy().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the test cluster did not become healthy");
+    }
+
+    async fn healthy(&self) -> bool {
+        for node in self
+            .nodes
+            .iter()
+            .filter(|node| node.process.is_some() || self.dir.as_os_str().is_empty())
+        {
+            let Ok(mut connection) = connect(node.port).await else {
+                return false;
+            };
+            let info: String = match redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut connection)
+                .await
+            {
+                Ok(info) => info,
+                Err(_) => return false,
+            };
+            if !info.contains("cluster_state:ok") {
+                return false;
+            }
+        }
+        let primaries = self.primaries().await;
+        if primaries.len() != 3 {
+            return false;
+        }
+        for port in primaries.keys() {
+            let Ok(mut connection) = connect(*port).await else {
+                return false;
+            };
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_default();
+            if !info.contains("connected_slaves:1") || !info.contains("state=online") {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The primaries that serve slots, by port, with their slot ranges.
+    pub async fn primaries(&self) -> HashMap<u16, Vec<(u16, u16)>> {
+        let mut primaries: HashMap<u16, Vec<(u16, u16)>> = HashMap::new();
+        for node in self
+            .nodes
+            .iter()
+            .filter(|node| node.process.is_some() || self.dir.as_os_str().is_empty())
+        {
+            let Ok(mut connection) = connect(node.port).await else {
+                continue;
+            };
+            let Ok(slots) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<Vec<redis::Value>>(&mut connection)
+                .await
+            else {
+                continue;
+            };
+            for range in slots {
+                let redis::Value::Array(parts) = range else {
+                    continue;
+                };
+                let (Some(redis::Value::Int(start)), Some(redis::Value::Int(end))) =
+                    (parts.first(), parts.get(1))
+                else {
+                    continue;
+                };
+                let Some(redis::Value::Array(primary)) = parts.get(2) else {
+                    continue;
+                };
+                let Some(redis::Value::Int(port)) = primary.get(1) else {
+                    continue;
+                };
+                primaries
+                    .entry(*port as u16)
+                    .or_default()
+                    .push((*start as u16, *end as u16));
+            }
+            return primaries;
+        }
+        primaries
+    }
+
+    /// The port of the primary that serves `slot`.
+    pub async fn primary_of_slot(&self, slot: u16) -> u16 {
+        let primaries = self.primaries().await;
+        primaries
+            .iter()
+            .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|(port, _)| *port)
+            .expect("every slot has a primary")
+    }
+
+    /// The slot of `key`, as the cluster computes it.
+    pub async fn slot(&self, key: &str) -> u16 {
+        let port = self.nodes[0].port;
+        let mut connection = connect(port).await.unwrap();
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    }
+}
+
+/// A plain connection to one node.
+pub async fn connect(port: u16) -> redis::RedisResult<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+async fn wait_for_ping(port: u16) {
+    for _ in 0..200 {
+        if let Ok(mut connection) = connect(port).await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("redis-server on port {port} did not answer");
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut process) = node.process.take() {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+        }
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
