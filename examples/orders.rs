@@ -11,11 +11,15 @@
 //! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
 //!
 //! The store is in memory, unless `REDIS_URL` is set (build with
-//! `--features redis`; keys under `KEY_PREFIX`, default `orders-example:`) or
+//! `--features redis`; keys under `KEY_PREFIX`, default `orders-example:`),
+//! `REDIS_CLUSTER_URLS` is set (comma-separated seed nodes of a Redis
+//! Cluster, `redis://127.0.0.1:7000,...`), or
 //! `DATABASE_URL` is set (build with `--features postgres`; table
 //! `TABLE_NAME`, default `orders_example`, created if missing). Two instances
 //! on two ports sharing one Redis or PostgreSQL make one order per key between
-//! them. Run to
+//! them. With Redis, `REDIS_REPLICAS_ACKED=N` (default 0) turns on
+//! replicated claims acknowledged by N replicas, waiting at most
+//! `REDIS_WAIT_TIMEOUT_MS` (default: half the store timeout, or 500 ms). Run to
 //! completion is on (the layer's default): a client that hangs up during
 //! `?delay_ms=5000` still gets its order on retry, made once.
 
@@ -142,7 +146,9 @@ async fn serve<St: Store>(store: St) -> Result<(), Box<dyn Error>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let served = if let Ok(url) = env::var("REDIS_URL") {
+    let served = if let Ok(urls) = env::var("REDIS_CLUSTER_URLS") {
+        serve_redis_cluster(&urls).await
+    } else if let Ok(url) = env::var("REDIS_URL") {
         serve_redis(&url).await
     } else if let Ok(url) = env::var("DATABASE_URL") {
         serve_postgres(&url).await
@@ -192,14 +198,38 @@ async fn serve_postgres(_url: &str) -> Result<(), Box<dyn Error>> {
 
 #[cfg(feature = "redis")]
 async fn serve_redis(url: &str) -> Result<(), Box<dyn Error>> {
+    let store = tower_idempotency::store::RedisStore::connect(url).await?;
+    serve(redis_settings(store)?).await
+}
+
+#[cfg(feature = "redis")]
+async fn serve_redis_cluster(urls: &str) -> Result<(), Box<dyn Error>> {
+    let seeds: Vec<&str> = urls.split(',').map(str::trim).collect();
+    let store = tower_idempotency::store::RedisStore::connect_cluster(seeds).await?;
+    serve(redis_settings(store)?).await
+}
+
+/// The key prefix, timeout and replicated claims of a Redis store, from the
+/// environment.
+#[cfg(feature = "redis")]
+fn redis_settings(
+    store: tower_idempotency::store::RedisStore,
+) -> Result<tower_idempotency::store::RedisStore, Box<dyn Error>> {
     let prefix = env::var("KEY_PREFIX").unwrap_or_else(|_| "orders-example:".to_owned());
-    let mut store = tower_idempotency::store::RedisStore::connect(url)
-        .await?
-        .prefix(prefix);
-    if let Some(timeout) = env_opt::<u64>("STORE_TIMEOUT_MS")? {
-        store = store.timeout(Duration::from_millis(timeout));
+    let mut store = store.prefix(prefix);
+    let timeout = env_opt::<u64>("STORE_TIMEOUT_MS")?.map(Duration::from_millis);
+    if let Some(timeout) = timeout {
+        store = store.timeout(timeout);
     }
-    serve(store).await
+    let replicas: u32 = env_or("REDIS_REPLICAS_ACKED", 0)?;
+    if replicas > 0 {
+        // Below the store timeout, so a claim that waits in vain still
+        // answers 503 rather than timing out.
+        let default_wait = timeout.map_or(Duration::from_millis(500), |timeout| timeout / 2);
+        let wait = env_opt::<u64>("REDIS_WAIT_TIMEOUT_MS")?.map_or(default_wait, Duration::from_millis);
+        store = store.replicas_acked(replicas, wait);
+    }
+    Ok(store)
 }
 
 #[cfg(not(feature = "redis"))]
@@ -207,6 +237,15 @@ async fn serve_redis(_url: &str) -> Result<(), Box<dyn Error>> {
     Err(
         "REDIS_URL is set, but this example was built without Redis: \
          run it with `--features redis`, or unset REDIS_URL"
+            .into(),
+    )
+}
+
+#[cfg(not(feature = "redis"))]
+async fn serve_redis_cluster(_urls: &str) -> Result<(), Box<dyn Error>> {
+    Err(
+        "REDIS_CLUSTER_URLS is set, but this example was built without Redis: \
+         run it with `--features redis`, or unset REDIS_CLUSTER_URLS"
             .into(),
     )
 }

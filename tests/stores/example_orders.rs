@@ -48,6 +48,26 @@ async fn two_instances_sharing_postgres_make_one_order_per_key() {
         .unwrap();
 }
 
+/// Two instances on the shared Redis Cluster, with replicated claims.
+#[cfg(feature = "redis")]
+async fn two_instances_sharing_a_redis_cluster_make_one_order_per_key() {
+    let urls = crate::redis_cluster::shared_urls().join(",");
+    let prefix = format!("tower-idempotency-test:example-cluster:{}:", nanos());
+    crate::common::example::two_instances_make_one_order_per_key(&[
+        ("REDIS_CLUSTER_URLS", urls.as_str()),
+        ("REDIS_REPLICAS_ACKED", "1"),
+        ("KEY_PREFIX", prefix.as_str()),
+        ("TTL_SECS", "60"),
+    ])
+    .await;
+}
+
+/// The example on the shared Redis Cluster.
+#[cfg(feature = "redis")]
+pub fn redis_cluster_trials() -> Vec<Trial> {
+    trials!["example_orders"; Flavor::CurrentThread => two_instances_sharing_a_redis_cluster_make_one_order_per_key]
+}
+
 /// The example with Redis.
 #[cfg(feature = "redis")]
 pub fn redis_trials() -> Vec<Trial> {

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         let mut on_cluster = conformance::redis_cluster();
         on_cluster.extend(redis_cluster::shared_trials());
         on_cluster.extend(redis_cluster::private_trials());
+        on_cluster.extend(example_orders::redis_cluster_trials());
         let cluster_tools = harness::Service::programs(&["redis-server", "redis-cli"]);
         trials.extend(cluster_tools.gate(on_cluster));
     }
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     // The cluster the cluster tests share, started only if one of them will
     // run, and stopped (by the ids of the processes it started) after all.
     #[cfg(feature = "redis")]
-    let _shared_cluster = harness::wanted(&args, &trials, "redis_cluster::").then(|| {
+    let _shared_cluster = harness::wanted(&args, &trials, "redis_cluster").then(|| {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
         let cluster = runtime.block_on(cluster::Cluster::start("shared"));
         redis_cluster::share(&cluster);

@@ -29,7 +29,7 @@ pub fn share(cluster: &Cluster) {
     let _ = SHARED.set(cluster.urls());
 }
 
-fn shared_urls() -> Vec<String> {
+pub fn shared_urls() -> Vec<String> {
     SHARED.get().expect("the shared cluster runs").clone()
 }
 
