@@ -226,7 +226,8 @@ fn redis_settings(
         // Below the store timeout, so a claim that waits in vain still
         // answers 503 rather than timing out.
         let default_wait = timeout.map_or(Duration::from_millis(500), |timeout| timeout / 2);
-        let wait = env_opt::<u64>("REDIS_WAIT_TIMEOUT_MS")?.map_or(default_wait, Duration::from_millis);
+        let wait =
+            env_opt::<u64>("REDIS_WAIT_TIMEOUT_MS")?.map_or(default_wait, Duration::from_millis);
         store = store.replicas_acked(replicas, wait);
     }
     Ok(store)

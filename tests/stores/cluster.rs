@@ -212,6 +212,33 @@ impl Cluster {
             .expect("the primary has a replica")
     }
 
+    /// The node id of the node on `port`.
+    pub async fn id(&self, port: u16) -> String {
+        let mut connection = connect(port).await.unwrap();
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    }
+
+    /// Moves `slots` slots from the primary on `from` to the primary on `to`
+    /// with `redis-cli --cluster reshard`, keys and all; returns when done.
+    pub async fn reshard(&self, from: u16, to: u16, slots: u32) {
+        let (from, to) = (self.id(from).await, self.id(to).await);
+        let seed = format!("127.0.0.1:{}", self.nodes[0].port);
+        let status = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed])
+            .args(["--cluster-from", &from, "--cluster-to", &to])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster reshard failed");
+    }
+
     /// The seed URLs of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes

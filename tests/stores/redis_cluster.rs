@@ -306,6 +306,96 @@ async fn failover_with_replicated_claims_runs_no_key_twice() {
     assert_eq!(figures.ran_twice, 0, "{figures:?}");
 }
 
+/// Slots move between primaries while two instances serve a mixed load of
+/// fresh keys and retries: every request is answered, nothing but 503 among
+/// the errors, and the handler ran exactly once for every key that got an
+/// answer of its own.
+async fn resharding_mid_load_runs_each_key_once() {
+    let cluster = Cluster::start("reshard").await;
+    let prefix = unique_prefix("reshard");
+    let store_timeout = Duration::from_millis(1500);
+    let connect = || async {
+        RedisStore::connect_cluster(cluster.urls())
+            .await
+            .unwrap()
+            .prefix(prefix.clone())
+            .timeout(store_timeout)
+    };
+    let executions = Executions::default();
+    let apps = [
+        executions.app(connect().await, store_timeout),
+        executions.app(connect().await, store_timeout),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (apps, stop) = (apps.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers: Vec<(String, StatusCode)> = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    // A fresh key, then a retry of the one before it, through
+                    // the other instance.
+                    let key = format!("w{worker}-k{i}");
+                    answers.push((key.clone(), post_key(&apps[i % 2], &key).await));
+                    if i > 0 {
+                        let earlier = format!("w{worker}-k{}", i - 1);
+                        answers.push((
+                            earlier.clone(),
+                            post_key(&apps[(i + 1) % 2], &earlier).await,
+                        ));
+                    }
+                    i += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let primaries: Vec<u16> = cluster.primaries().await.keys().copied().collect();
+    cluster.reshard(primaries[0], primaries[1], 1500).await;
+    cluster.reshard(primaries[1], primaries[2], 1500).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut answered = std::collections::HashSet::new();
+    let (mut total, mut unavailable) = (0, 0);
+    for worker in workers {
+        for (key, status) in worker.await.unwrap() {
+            total += 1;
+            match status {
+                StatusCode::CREATED => {
+                    answered.insert(key);
+                }
+                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+                // 409 in progress: a retry that overtook its own first try.
+                StatusCode::CONFLICT => {}
+                other => panic!("{key}: unexpected {other}"),
+            }
+        }
+    }
+    let runs = executions.0.lock().unwrap().clone();
+    eprintln!(
+        "redis cluster resharding (3000 slots moved): {total} requests, {} keys answered, \
+         {unavailable} answers of 503, {} keys ran",
+        answered.len(),
+        runs.len()
+    );
+    assert!(answered.len() > 100, "the load ran: {}", answered.len());
+    for key in &answered {
+        assert_eq!(
+            runs.get(key),
+            Some(&1),
+            "{key} ran {:?} times",
+            runs.get(key)
+        );
+    }
+    assert!(runs.values().all(|runs| *runs == 1), "a key ran twice");
+    assert!(
+        runs.keys().all(|key| answered.contains(key)),
+        "every key that ran was answered (a 503 never hides a run)"
+    );
+}
+
 /// The tests on the shared cluster.
 pub fn shared_trials() -> Vec<Trial> {
     trials![
@@ -320,5 +410,6 @@ pub fn private_trials() -> Vec<Trial> {
         "redis_cluster";
         Flavor::MultiThread(2) => failover_without_replicated_claims_is_measured,
         Flavor::MultiThread(2) => failover_with_replicated_claims_runs_no_key_twice,
+        Flavor::MultiThread(2) => resharding_mid_load_runs_each_key_once,
     ]
 }
