@@ -401,3 +401,11 @@ pub fn sample_response() -> tower_idempotency::store::RecordedResponse {
         body: Bytes::from((0..=255u8).cycle().take(4096).collect::<Vec<_>>()),
     }
 }
+
+/// The digest the layer gives `key` in the global scope.
+pub fn global_digest(key: &str) -> KeyDigest {
+    KeyDigest::new(
+        &tower_idempotency::Scope::global(),
+        &tower_idempotency::IdempotencyKey::parse(key.as_bytes()).unwrap(),
+    )
+}

@@ -129,6 +129,30 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start(port: Option<u16>) -> Self {
+        Self::start_with(port, &[]).await
+    }
+
+    /// A replica of `primary`.
+    async fn replica_of(primary: &PrivateRedis) -> Self {
+        let primary_port = primary.port.to_string();
+        let redis = Self::start_with(None, &["--replicaof", "127.0.0.1", &primary_port]).await;
+        // Wait until the primary sees it online.
+        for _ in 0..200 {
+            let mut connection = primary.connection().await.unwrap();
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if info.contains("connected_slaves:1") && info.contains("state=online") {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the replica did not come online");
+    }
+
+    async fn start_with(port: Option<u16>, extra: &[&str]) -> Self {
         let port = port.unwrap_or_else(|| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -142,6 +166,7 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn();
         let process = process.unwrap_or_else(|error| panic!("redis-server required: {error}"));
@@ -340,6 +365,75 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
     assert!(send(&app, post_json("after", "a")).await.is_replay());
 }
 
+/// Replicated claims on a plain primary with one replica: acknowledged, a
+/// claim runs; with the replica frozen and its link cut, a fresh request gets
+/// 503 and its handler never runs; once the replica is back, the same key
+/// runs, once.
+async fn replicated_claims_on_a_primary_with_a_replica() {
+    let primary = PrivateRedis::start(None).await;
+    let replica = PrivateRedis::replica_of(&primary).await;
+    let store = RedisStore::connect(&primary.url())
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(1))
+        .replicas_acked(1, Duration::from_millis(200));
+    let runs = Runs::default();
+    let app = crate::common::replicas::app(store, &runs, Duration::ZERO);
+    for i in 0..20 {
+        let answer = send(&app, post_json(&format!("acked-{i}"), "a")).await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+    }
+    assert_eq!(runs.count(), 20);
+
+    let pid = replica.process.id().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()));
+    };
+    signal("-STOP");
+    let mut connection = primary.connection().await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    send(&app, post_json("unacked", "a"))
+        .await
+        .assert_problem(503, "idempotency_store_unavailable");
+    assert_eq!(
+        runs.count(),
+        20,
+        "the service did not run for an unacknowledged claim"
+    );
+    // The claim was given back: nothing holds the key on the primary.
+    let held: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(format!(
+            "idempotency:{:x}",
+            crate::common::global_digest("unacked")
+        ))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(held, None, "the unacknowledged claim was released");
+
+    signal("-CONT");
+    let mut answer = send(&app, post_json("unacked", "a")).await;
+    for _ in 0..100 {
+        if answer.status == StatusCode::CREATED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer = send(&app, post_json("unacked", "a")).await;
+    }
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(runs.count(), 21, "the key ran once, once acknowledged");
+    assert!(send(&app, post_json("unacked", "a")).await.is_replay());
+}
+
 /// Fault injection: Redis is killed in the middle of a load of concurrent
 /// requests and started again. While it is down, requests answer 503 within
 /// the timeout; when it is back, service resumes on the same store; and every
@@ -392,6 +486,7 @@ pub fn private_trials() -> Vec<Trial> {
         Flavor::CurrentThread => an_unreachable_redis_answers_503_within_the_timeout,
         Flavor::CurrentThread => round_trips_are_counted_by_the_server,
         Flavor::CurrentThread => service_resumes_without_a_restart_when_redis_is_back,
+        Flavor::CurrentThread => replicated_claims_on_a_primary_with_a_replica,
         Flavor::MultiThread(2) => redis_killed_mid_load_answers_503_then_recovers_without_double_execution,
     ]
 }
