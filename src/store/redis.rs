@@ -100,6 +100,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 ///   error, the layer with 503 (or fail-open), and the connection manager
 ///   reconnects by itself when Redis is back.
 ///
+/// On a managed Redis Cluster (the services' "cluster mode"), pass the
+/// nodes or the configuration endpoint to
+/// [`connect_cluster`](Self::connect_cluster); where the service requires TLS
+/// or auth, build a `redis::cluster::ClusterClient` with those settings (the
+/// `redis` crate's TLS features) and hand its connection to
+/// [`from_cluster`](Self::from_cluster). Turn on
+/// [`replicas_acked`](Self::replicas_acked) where a second execution after a
+/// failover would cost money.
+///
 /// ```no_run
 /// use tower_idempotency::IdempotencyLayer;
 /// use tower_idempotency::store::RedisStore;

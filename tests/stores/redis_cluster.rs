@@ -396,6 +396,97 @@ async fn resharding_mid_load_runs_each_key_once() {
     );
 }
 
+/// Commands each primary ran since `CONFIG RESETSTAT`, summed over the
+/// cluster, by name.
+async fn commands(cluster: &Cluster) -> HashMap<String, u64> {
+    let mut total = HashMap::new();
+    for port in cluster.primaries().await.keys() {
+        let mut connection = crate::cluster::connect(*port).await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        for line in info.lines() {
+            let Some((name, stats)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let calls: u64 = stats
+                .strip_prefix("calls=")
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            *total.entry(name.to_owned()).or_default() += calls;
+        }
+    }
+    total
+}
+
+async fn reset_commands(cluster: &Cluster) {
+    for port in cluster.primaries().await.keys() {
+        let mut connection = crate::cluster::connect(*port).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
+/// On the cluster as on one Redis: a fresh request is two script calls
+/// (claim, record), a replay one; with replicated claims each script call
+/// carries one `WAIT`, in the same pipeline (so the same round trips).
+async fn round_trips_on_the_cluster() {
+    let cluster = Cluster::start("round-trips").await;
+    for (replicas, waits) in [(0, 0), (1, 1)] {
+        let store = RedisStore::connect_cluster(cluster.urls())
+            .await
+            .unwrap()
+            .prefix(unique_prefix("round-trips"));
+        let store = if replicas > 0 {
+            store.replicas_acked(replicas, Duration::from_millis(500))
+        } else {
+            store
+        };
+        let executions = Executions::default();
+        let app = executions.app(store, Duration::from_secs(2));
+        // Load the scripts once, outside the count.
+        assert_eq!(post_key(&app, "warm-up").await, StatusCode::CREATED);
+        reset_commands(&cluster).await;
+        assert_eq!(post_key(&app, "fresh").await, StatusCode::CREATED);
+        let fresh = commands(&cluster).await;
+        assert_eq!(
+            fresh.get("evalsha"),
+            Some(&2),
+            "fresh, replicas {replicas}: {fresh:?}"
+        );
+        assert_eq!(
+            fresh.get("wait").copied().unwrap_or(0),
+            2 * waits,
+            "{fresh:?}"
+        );
+        reset_commands(&cluster).await;
+        assert_eq!(post_key(&app, "fresh").await, StatusCode::CREATED);
+        let replay = commands(&cluster).await;
+        assert_eq!(
+            replay.get("evalsha"),
+            Some(&1),
+            "replay, replicas {replicas}: {replay:?}"
+        );
+        assert_eq!(
+            replay.get("wait").copied().unwrap_or(0),
+            waits,
+            "{replay:?}"
+        );
+        eprintln!(
+            "redis cluster commands, replicas_acked({replicas}): fresh {fresh:?}, replay {replay:?}"
+        );
+    }
+}
+
 /// The tests on the shared cluster.
 pub fn shared_trials() -> Vec<Trial> {
     trials![
@@ -411,5 +502,6 @@ pub fn private_trials() -> Vec<Trial> {
         Flavor::MultiThread(2) => failover_without_replicated_claims_is_measured,
         Flavor::MultiThread(2) => failover_with_replicated_claims_runs_no_key_twice,
         Flavor::MultiThread(2) => resharding_mid_load_runs_each_key_once,
+        Flavor::CurrentThread => round_trips_on_the_cluster,
     ]
 }
