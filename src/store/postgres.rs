@@ -163,7 +163,8 @@ impl PostgresStore {
     }
 
     /// Creates a store with a pool of up to 16 connections to the database at `url`
-    /// (`postgres://user@host:port/db`), checked by one connection.
+    /// (`postgres://user@host:port/db`), checked by one connection within 2
+    /// seconds; the error names the address and the cause.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
@@ -189,13 +190,13 @@ impl PostgresStore {
                 CannotConnect { address, cause },
             )
         };
-        // The pool bounds the wait and the creation by the default timeout;
-        // the outer bound is there for a pool that retries.
-        match tokio::time::timeout(DEFAULT_TIMEOUT * 2, pool.get()).await {
+        // The pool bounds the wait and the creation by the default timeout
+        // too; this bound holds whatever the pool does.
+        match tokio::time::timeout(DEFAULT_TIMEOUT, pool.get()).await {
             Ok(Ok(connection)) => drop(connection),
             Ok(Err(error)) => return Err(cannot_connect(innermost(&error))),
             Err(_) => {
-                let limit = (DEFAULT_TIMEOUT * 2).as_millis();
+                let limit = DEFAULT_TIMEOUT.as_millis();
                 return Err(cannot_connect(format!("no answer within {limit} ms")));
             }
         }
