@@ -186,6 +186,7 @@ pub struct FailoverFigures {
     pub keys: usize,
     pub ran_twice: usize,
     pub unavailable: usize,
+    pub slowest_503: Duration,
 }
 
 /// Kills a primary `kills` times in a row while requests with fresh keys
@@ -217,6 +218,7 @@ pub async fn failover_mid_load(replicas_acked: u32, kills: usize) -> FailoverFig
     let app_b = executions.app(connect().await, store_timeout);
     let mut sent: Vec<String> = Vec::new();
     let mut unavailable = 0;
+    let mut slowest_503 = Duration::ZERO;
     for round in 0..kills {
         let primaries = cluster.primaries().await;
         let (&primary, ranges) = primaries.iter().next().expect("a primary");
@@ -240,8 +242,9 @@ pub async fn failover_mid_load(replicas_acked: u32, kills: usize) -> FailoverFig
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
+                    let started = std::time::Instant::now();
                     let status = post_key(&app, &key).await;
-                    results.push((key, status));
+                    results.push((key, status, started.elapsed()));
                 }
                 results
             })
@@ -261,11 +264,13 @@ pub async fn failover_mid_load(replicas_acked: u32, kills: usize) -> FailoverFig
         // Restarted before its replica took over, the dead primary (no
         // persistence) would come back empty and keep its slots.
         cluster.wait_promoted(replica, ranges[0].0).await;
-        unavailable += results
-            .iter()
-            .filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE)
-            .count();
-        sent.extend(results.into_iter().map(|(key, _)| key));
+        for (_, status, took) in &results {
+            if *status == StatusCode::SERVICE_UNAVAILABLE {
+                unavailable += 1;
+                slowest_503 = slowest_503.max(*took);
+            }
+        }
+        sent.extend(results.into_iter().map(|(key, _, _)| key));
         cluster.restart(primary);
         cluster.wait_healthy().await;
     }
@@ -282,11 +287,18 @@ pub async fn failover_mid_load(replicas_acked: u32, kills: usize) -> FailoverFig
         assert!(status.is_success(), "{key} never succeeded: {status}");
     }
     assert_eq!(executions.keys(), sent.len(), "every key ran at least once");
+    // A 503 comes within the store timeout of its one failed store call,
+    // plus scheduling slack.
+    assert!(
+        slowest_503 < store_timeout + Duration::from_millis(500),
+        "a 503 took {slowest_503:?}"
+    );
     FailoverFigures {
         kills,
         keys: sent.len(),
         ran_twice: executions.ran_twice(),
         unavailable,
+        slowest_503,
     }
 }
 
