@@ -171,15 +171,7 @@ impl Cluster {
     /// TYPE replica`): what it accepts next reaches no replica until one
     /// reconnects. With its replica frozen first, none reconnects.
     pub async fn cut_replication(&self, port: u16) {
-        let mut connection = connect(port).await.unwrap();
-        let killed: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("replica")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(killed, 1, "the primary had one replica link");
+        cut_replication(port).await;
     }
 
     /// Waits until the node on `port` serves `slot` as its primary.
@@ -364,6 +356,20 @@ impl Cluster {
             .await
             .unwrap()
     }
+}
+
+/// Cuts the replication links of the Redis on `port` (`CLIENT KILL TYPE
+/// replica`), which must have exactly one.
+pub async fn cut_replication(port: u16) {
+    let mut connection = connect(port).await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the primary had one replica link");
 }
 
 /// A plain connection to one node.

@@ -138,6 +138,7 @@ impl PrivateRedis {
         let redis = Self::start_with(None, &["--replicaof", "127.0.0.1", &primary_port]).await;
         // Wait until the primary sees it online.
         for _ in 0..200 {
+            crate::cluster::cut_replication(primary.port).await;
             let mut connection = primary.connection().await.unwrap();
             let info: String = redis::cmd("INFO")
                 .arg("replication")
@@ -393,14 +394,8 @@ async fn replicated_claims_on_a_primary_with_a_replica() {
         assert!(status.is_ok_and(|s| s.success()));
     };
     signal("-STOP");
+    crate::cluster::cut_replication(primary.port).await;
     let mut connection = primary.connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("replica")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
     send(&app, post_json("unacked", "a"))
         .await
         .assert_problem(503, "idempotency_store_unavailable");
