@@ -223,12 +223,20 @@ impl Cluster {
             .args(["--cluster", "reshard", &seed])
             .args(["--cluster-from", &from, "--cluster-to", &to])
             .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .await
             .expect("redis-cli runs");
-        assert!(status.success(), "redis-cli --cluster reshard failed");
+        assert!(
+            status.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&status.stdout)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | "),
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
 
     /// The seed URLs of every node.

@@ -21,6 +21,11 @@ use tower_idempotency::{IdempotencyKey, IdempotencyLayer, Scope};
 use crate::cluster::Cluster;
 use crate::harness::{Flavor, trials};
 
+/// Held by each test that starts a cluster of its own: six `redis-server`
+/// processes each, killed and resharded, are enough load for two cores, and
+/// run together they pushed store calls past their timeouts.
+static ONE_PRIVATE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The seed URLs of the cluster the tests share, set by `main` once it runs.
 static SHARED: OnceLock<Vec<String>> = OnceLock::new();
 
@@ -198,6 +203,7 @@ pub struct FailoverFigures {
 /// until it succeeds, through another instance, and the handler's runs per
 /// key are counted.
 pub async fn failover_mid_load(replicas_acked: u32, kills: usize) -> FailoverFigures {
+    let _one_at_a_time = ONE_PRIVATE_CLUSTER.lock().await;
     let mut cluster = Cluster::start(if replicas_acked > 0 { "acked" } else { "plain" }).await;
     let prefix = unique_prefix("failover");
     let store_timeout = Duration::from_millis(1500);
@@ -323,6 +329,7 @@ async fn failover_with_replicated_claims_runs_no_key_twice() {
 /// the errors, and the handler ran exactly once for every key that got an
 /// answer of its own.
 async fn resharding_mid_load_runs_each_key_once() {
+    let _one_at_a_time = ONE_PRIVATE_CLUSTER.lock().await;
     let cluster = Cluster::start("reshard").await;
     let prefix = unique_prefix("reshard");
     let store_timeout = Duration::from_millis(1500);
@@ -452,6 +459,7 @@ async fn reset_commands(cluster: &Cluster) {
 /// (claim, record), a replay one; with replicated claims each script call
 /// carries one `WAIT`, in the same pipeline (so the same round trips).
 async fn round_trips_on_the_cluster() {
+    let _one_at_a_time = ONE_PRIVATE_CLUSTER.lock().await;
     let cluster = Cluster::start("round-trips").await;
     for (replicas, waits) in [(0, 0), (1, 1)] {
         let store = RedisStore::connect_cluster(cluster.urls())
