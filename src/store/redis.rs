@@ -1,8 +1,7 @@
 //! [`RedisStore`]: records in Redis, shared by every replica.
 
 use std::fmt::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -126,7 +125,6 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     replication: Option<Replication>,
-    writers: Writers,
 }
 
 /// Where the store's commands go: one Redis, or a Redis Cluster.
@@ -134,60 +132,6 @@ pub struct RedisStore {
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
-}
-
-impl Connection {
-    async fn run<T: FromRedisValue>(
-        &self,
-        call: &ScriptCall,
-        replication: Option<Replication>,
-    ) -> Result<(T, Option<i64>), RedisError> {
-        match self {
-            Self::Single(connection) => call.run(&mut connection.clone(), replication).await,
-            Self::Cluster(connection) => call.run(&mut connection.clone(), replication).await,
-        }
-    }
-}
-
-/// How many connections replicated writes spread over.
-const WRITERS: usize = 8;
-
-/// The connections for writes that wait for replicas. `WAIT` holds the
-/// connection it is sent on until the replicas answer, and every request to a
-/// node shares one multiplexed connection: with one connection, the requests
-/// in flight would queue behind each other's `WAIT`. Opened on the first
-/// replicated write, from the client the store was connected with (a store
-/// made from your own connection uses that one).
-#[derive(Clone, Default)]
-struct Writers {
-    opener: Option<Arc<Opener>>,
-    pool: Arc<tokio::sync::OnceCell<Vec<Connection>>>,
-    next: Arc<AtomicUsize>,
-    /// Opening has started (and not failed).
-    opening: Arc<AtomicBool>,
-}
-
-/// What opens more connections like the store's own.
-// Made once per store and kept behind an `Arc`: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Opener {
-    Single(Client),
-    Cluster(ClusterClient),
-}
-
-impl Opener {
-    async fn open(&self) -> Result<Vec<Connection>, RedisError> {
-        let mut pool = Vec::with_capacity(WRITERS);
-        for _ in 0..WRITERS {
-            pool.push(match self {
-                Self::Single(client) => Connection::Single(
-                    ConnectionManager::new_with_config(client.clone(), manager_config()).await?,
-                ),
-                Self::Cluster(client) => Connection::Cluster(client.get_async_connection().await?),
-            });
-        }
-        Ok(pool)
-    }
 }
 
 /// Replicated claims: how many replicas must acknowledge each write, and how
@@ -237,13 +181,7 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             replication: None,
-            writers: Writers::default(),
         }
-    }
-
-    fn opened_by(mut self, opener: Opener) -> Self {
-        self.writers.opener = Some(Arc::new(opener));
-        self
     }
 
     /// Connects to the Redis at `url` (`redis://host:port/db`) and checks that
@@ -256,9 +194,9 @@ impl RedisStore {
         // backoff, which would hide the cause ("connection refused") behind
         // the time limit.
         bounded_connect(&address, client.get_multiplexed_async_connection()).await?;
-        let connecting = ConnectionManager::new_with_config(client.clone(), manager_config());
+        let connecting = ConnectionManager::new_with_config(client, manager_config());
         let connection = bounded_connect(&address, connecting).await?;
-        Ok(Self::new(connection).opened_by(Opener::Single(client)))
+        Ok(Self::new(connection))
     }
 
     /// Connects to the Redis Cluster that `seeds` (`redis://host:port` of one
@@ -293,7 +231,7 @@ impl RedisStore {
             .build()
             .map_err(unavailable)?;
         let connection = bounded_connect(&address, client.get_async_connection()).await?;
-        Ok(Self::from_cluster(connection).opened_by(Opener::Cluster(client)))
+        Ok(Self::from_cluster(connection))
     }
 
     /// Creates a store for the Redis at `url` that connects on its first call, so an
@@ -345,14 +283,6 @@ impl RedisStore {
     /// Keep `wait` below the store timeout: each write waits up to it while a
     /// replica is down.
     ///
-    /// `WAIT` holds the connection it is sent on, so a store made by
-    /// [`connect`](Self::connect) or [`connect_cluster`](Self::connect_cluster)
-    /// sends replicated writes over 8 connections of their own (opened in the
-    /// background after the first one; on a cluster, 8 connections to each
-    /// node), so that requests in flight do not queue behind each other's
-    /// `WAIT`. A store made from
-    /// your own connection sends them over that one.
-    ///
     /// ```no_run
     /// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
     /// use std::time::Duration;
@@ -389,49 +319,17 @@ impl RedisStore {
     ) -> Result<(T, Option<i64>), StoreError> {
         let replication = self.replication.filter(|_| replicate);
         within(self.timeout, async {
-            let connection = match replication {
-                Some(_) => self.writer(),
-                None => self.connection.clone(),
-            };
-            connection.run(call, replication).await.map_err(unavailable)
+            match &self.connection {
+                Connection::Single(connection) => {
+                    call.run(&mut connection.clone(), replication).await
+                }
+                Connection::Cluster(connection) => {
+                    call.run(&mut connection.clone(), replication).await
+                }
+            }
+            .map_err(unavailable)
         })
         .await
-    }
-
-    /// The next connection for a replicated write: one of the writers once
-    /// they are open, the store's own connection until then (and for a store
-    /// made from your own connection). The first replicated write starts
-    /// opening them in the background, so no request waits for that; a
-    /// failed opening is tried again by a later write.
-    fn writer(&self) -> Connection {
-        if let Some(pool) = self.writers.pool.get() {
-            let next = self.writers.next.fetch_add(1, Ordering::Relaxed);
-            if let Some(writer) = pool.get(next % pool.len().max(1)) {
-                return writer.clone();
-            }
-        }
-        if let Some(opener) = &self.writers.opener
-            && !self.writers.opening.swap(true, Ordering::AcqRel)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let (opener, writers) = (Arc::clone(opener), self.writers.clone());
-            runtime.spawn(async move {
-                let opened = writers
-                    .pool
-                    .get_or_try_init(|| async {
-                        let opening = opener.open();
-                        match tokio::time::timeout(DEFAULT_TIMEOUT * 5, opening).await {
-                            Ok(opened) => opened.map_err(|_| ()),
-                            Err(_) => Err(()),
-                        }
-                    })
-                    .await;
-                if opened.is_err() {
-                    writers.opening.store(false, Ordering::Release);
-                }
-            });
-        }
-        self.connection.clone()
     }
 
     /// Runs a write that answers 1 if the token owned the claim, 0 if not,
