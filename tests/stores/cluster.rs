@@ -219,24 +219,29 @@ impl Cluster {
     pub async fn reshard(&self, from: u16, to: u16, slots: u32) {
         let (from, to) = (self.id(from).await, self.id(to).await);
         let seed = format!("127.0.0.1:{}", self.nodes[0].port);
-        let status = tokio::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &seed])
-            .args(["--cluster-from", &from, "--cluster-to", &to])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .output()
-            .await
-            .expect("redis-cli runs");
-        assert!(
-            status.status.success(),
-            "redis-cli --cluster reshard failed: {}{}",
-            String::from_utf8_lossy(&status.stdout)
+        let mut last = String::new();
+        // Right after a reshard the nodes may not agree on the configuration
+        // yet, and redis-cli refuses to start another: try again shortly.
+        for _ in 0..40 {
+            let output = tokio::process::Command::new("redis-cli")
+                .args(["--cluster", "reshard", &seed])
+                .args(["--cluster-from", &from, "--cluster-to", &to])
+                .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+                .output()
+                .await
+                .expect("redis-cli runs");
+            if output.status.success() {
+                return;
+            }
+            last = String::from_utf8_lossy(&output.stdout)
                 .lines()
                 .rev()
-                .take(5)
+                .take(3)
                 .collect::<Vec<_>>()
-                .join(" | "),
-            String::from_utf8_lossy(&status.stderr)
-        );
+                .join(" | ");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("redis-cli --cluster reshard failed: {last}");
     }
 
     /// The seed URLs of every node.
