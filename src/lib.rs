@@ -149,6 +149,20 @@
 //! a dropped request pays for this (a task); others run on the request's own
 //! task.
 //!
+//! # Exactly-once effects: fenced completion
+//!
+//! The fencing token keeps a late finisher from overwriting a record, not
+//! from committing its side effect. A handler whose effect lives in the
+//! PostgreSQL of a `PostgresStore` can close that gap: it takes the request's
+//! `PostgresClaim` from the extensions and completes the record with its
+//! response inside the transaction of its effect. The completion is refused
+//! (the handler rolls back) once the claim is no longer the request's, so a
+//! replica frozen past its lease never commits a second payment; and once the
+//! transaction commits, a crash leaves a key that replays, never one that
+//! runs again. The layer then records nothing more. The rustdoc of
+//! `PostgresClaim` (features `postgres`, `sqlx`) has the guarantees, the
+//! isolation levels and an axum handler.
+//!
 //! # Options
 //!
 //! Every setter of [`IdempotencyLayer`] takes and returns the layer; its docs
@@ -179,7 +193,9 @@
 //! - `RedisStore` (feature `redis`): replicas sharing one Redis; one Lua
 //!   script per operation, one round trip to claim, one to record, one to
 //!   replay.
-//! - `PostgresStore` (feature `postgres`): durable records, long retention.
+//! - `PostgresStore` (feature `postgres`): durable records, long retention,
+//!   and *fenced completion*: the handler completes the record in its own
+//!   transaction, beside its effect (`PostgresClaim`, below).
 //!
 //! Any type can be a store by implementing the small, atomic [`Store`] trait;
 //! the public conformance suite (feature `conformance`,
@@ -196,6 +212,7 @@
 //! - `server` (default): the layer and [`MemoryStore`].
 //! - `client`: the client layers, without the server's dependencies.
 //! - `redis`, `postgres`: the networked stores.
+//! - `sqlx`: fenced completion in an `sqlx` transaction.
 //! - `tracing`: a span per covered request and events for store failures;
 //!   without it, [`on_outcome`](IdempotencyLayer::on_outcome) reports the same
 //!   outcomes to any metrics system.

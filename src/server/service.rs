@@ -20,7 +20,7 @@ use super::future::ResponseFuture;
 use super::outcome::{Outcome, report};
 use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
 use super::response::{Rejection, ResponseBody, rejection_response, replay};
-use crate::store::{Fingerprint, KeyDigest, Store};
+use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
 
 /// Middleware that runs the inner service once per idempotency key and
 /// replays its response to retries. Made by [`IdempotencyLayer`](super::IdempotencyLayer).
@@ -222,7 +222,18 @@ where
     );
     match decision {
         Decision::Run(token) => {
-            let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at);
+            let mut request = request;
+            let mut completion = None;
+            let loan = ClaimLoan::new(
+                &digest,
+                token,
+                config.ttl,
+                config.response_record_limit,
+                &mut completion,
+            );
+            shared.store.lend_claim(loan, request.extensions_mut());
+            let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
+                .completed_by(completion);
             execute(claim, inner.call(request)).await
         }
         Decision::Replay(response) => Ok(replay(response)),

@@ -20,6 +20,8 @@ pub(crate) mod codec;
 pub mod conformance;
 mod digest;
 mod error;
+mod kept_headers;
+mod loan;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -31,8 +33,12 @@ mod token;
 
 pub use self::digest::{Fingerprint, KeyDigest};
 pub use self::error::{StoreError, StoreErrorKind};
+pub(crate) use self::kept_headers::recordable_headers;
+pub use self::loan::{ClaimLoan, CompletionFlag};
 #[cfg(feature = "postgres")]
-pub use self::postgres::{InvalidTableName, PostgresStore, Sweeper};
+pub use self::postgres::{
+    CompletionError, InvalidTableName, PostgresClaim, PostgresStore, Sweeper,
+};
 pub use self::record::{ClaimOutcome, Record, RecordedResponse};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
@@ -174,6 +180,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<WaitSettled, StoreError>> + Send {
         let _ = (key, max);
         std::future::ready(Ok(WaitSettled::Unsupported))
+    }
+
+    /// Lends the service its claim, just before the service is called: a
+    /// store whose records the service can complete itself puts a handle for
+    /// that into `extensions` (the request's), built from `loan`.
+    ///
+    /// The default lends nothing. [`PostgresStore`] lends a
+    /// [`PostgresClaim`], with which the handler completes the record in its
+    /// own database transaction. A store that wraps another must pass this
+    /// call on, or the handle is not lent.
+    fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
+        let _ = (loan, extensions);
     }
 }
 

@@ -23,11 +23,31 @@ pub fn example(name: &str) -> std::path::PathBuf {
 
 pub struct Server {
     pub addr: String,
-    _child: Child,
+    pub child: Child,
+}
+
+impl Server {
+    /// The process id, for signals.
+    pub fn pid(&self) -> String {
+        self.child.id().expect("the example runs").to_string()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.pid()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
 }
 
 pub async fn start(env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(example_path())
+    start_example("orders", env).await
+}
+
+/// Starts the example `name` with `env` and waits for the address it prints.
+pub async fn start_example(name: &str, env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(example(name))
         .env("ADDR", "127.0.0.1:0")
         // The memory store, unless a test names another.
         .env_remove("REDIS_URL")
@@ -36,15 +56,18 @@ pub async fn start(env: &[(&str, &str)]) -> Server {
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the orders example is built by `cargo test`");
+        .unwrap_or_else(|error| panic!("the {name} example is built by `cargo test`: {error}"));
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).await.unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    Server {
-        addr,
-        _child: child,
-    }
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .filter(|addr| !addr.is_empty())
+        .unwrap_or_else(|| panic!("the {name} example printed no address"))
+        .to_owned();
+    Server { addr, child }
 }
 
 /// One HTTP/1.1 exchange with the server.

@@ -3,6 +3,7 @@
 
 pub mod example;
 pub mod load;
+pub mod logs;
 pub mod replicas;
 pub mod wire;
 

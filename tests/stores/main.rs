@@ -19,7 +19,10 @@ mod common;
 mod cluster;
 mod conformance;
 mod example_orders;
+mod example_payments;
 mod harness;
+#[cfg(feature = "postgres")]
+mod postgres_fenced;
 #[cfg(feature = "postgres")]
 mod postgres_store;
 #[cfg(feature = "redis")]
@@ -54,6 +57,8 @@ fn main() -> ExitCode {
         let postgres = harness::Service::server("PostgreSQL", &url, 5432);
         let mut on_postgres = conformance::postgres();
         on_postgres.extend(postgres_store::trials());
+        on_postgres.extend(postgres_fenced::trials());
+        on_postgres.extend(example_payments::trials());
         on_postgres.extend(example_orders::postgres_trials());
         trials.extend(postgres.gate(on_postgres));
     }

@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 
 use crate::harness::{Flavor, trials};
 use tower_idempotency::store::{
-    ClaimOutcome, FencingToken, KeyDigest, PostgresStore, Record, Store, StoreError,
+    ClaimLoan, ClaimOutcome, FencingToken, KeyDigest, PostgresStore, Record, Store, StoreError,
 };
 use tower_idempotency::{Fingerprint, IdempotencyLayer};
 
@@ -25,7 +25,7 @@ pub fn database_url() -> String {
 }
 
 /// A table name no other test or run uses (at most 63 characters).
-fn unique_table(name: &str) -> String {
+pub fn unique_table(name: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -51,8 +51,8 @@ pub async fn store(name: &str) -> TestStore {
 /// A store whose table is dropped when the store is.
 #[derive(Debug)]
 pub struct TestStore {
-    store: PostgresStore,
-    table: String,
+    pub store: PostgresStore,
+    pub table: String,
 }
 
 impl Drop for TestStore {
@@ -70,7 +70,7 @@ impl Drop for TestStore {
 }
 
 /// Runs `statements` on a connection of its own.
-async fn sql(statements: &str) {
+pub async fn sql(statements: &str) {
     let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
         .await
         .unwrap();
@@ -78,7 +78,7 @@ async fn sql(statements: &str) {
     client.batch_execute(statements).await.unwrap();
 }
 
-async fn count(query: &str) -> i64 {
+pub async fn count(query: &str) -> i64 {
     let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
         .await
         .unwrap();
@@ -117,6 +117,10 @@ impl Store for TestStore {
         lease: Duration,
     ) -> Result<(), StoreError> {
         self.store.renew(key, token, lease).await
+    }
+
+    fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
+        self.store.lend_claim(loan, extensions);
     }
 }
 

@@ -12,8 +12,8 @@ use http_body::Body;
 
 use super::held::{Claim, PendingRecord};
 use crate::server::content_length::declared_len;
-use crate::server::response::{Recording, ResponseBody, recordable_headers};
-use crate::store::{RecordedResponse, Store};
+use crate::server::response::{Recording, ResponseBody};
+use crate::store::{RecordedResponse, Store, recordable_headers};
 
 /// Runs `future` (the service's answer to a claimed request) and sets up the
 /// record of its response.
@@ -60,6 +60,19 @@ where
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
 {
+    if claim.completed_by_service() {
+        // The service completed the record in its own transaction: the
+        // response goes out as it is, and nothing is recorded again.
+        let recordable = result
+            .as_ref()
+            .is_ok_and(|response| (claim.config().record_policy)(response.status()));
+        let response = result.map(|response| response.map(ResponseBody::inner));
+        if recordable {
+            claim.dismiss();
+            return (response, None);
+        }
+        return (response, Some(Box::pin(claim.release_if_uncommitted())));
+    }
     let response = match result {
         Ok(response) => response,
         Err(error) => return (Err(error), Some(Box::pin(claim.release()))),

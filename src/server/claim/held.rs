@@ -17,8 +17,8 @@ use crate::log::warn_store_error;
 use crate::server::config::{Config, Shared};
 use crate::server::response::FinishRecording;
 use crate::store::{
-    FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store, StoreError,
-    StoreErrorKind,
+    CompletionFlag, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    StoreError, StoreErrorKind,
 };
 
 /// A won claim. Dropped without [`record`](Self::record) or
@@ -35,6 +35,9 @@ pub(crate) struct Claim<St: Store> {
     lease_until: Instant,
     keeper: LeaseKeeper,
     settled: bool,
+    /// Set by the service when it completed the record itself (in its own
+    /// database transaction); `None` when the store lent it no such handle.
+    completion: Option<CompletionFlag>,
 }
 
 impl<St: Store> Claim<St> {
@@ -54,12 +57,59 @@ impl<St: Store> Claim<St> {
             lease_until: claimed_at + lease,
             keeper: LeaseKeeper::new(claimed_at, lease),
             settled: false,
+            completion: None,
+        }
+    }
+
+    /// Watches `completion`, the flag the service sets once it completed the
+    /// record itself.
+    pub(crate) fn completed_by(mut self, completion: Option<CompletionFlag>) -> Self {
+        self.completion = completion;
+        self
+    }
+
+    /// Tells whether the service completed the record itself. From then on
+    /// the key's row is the service's transaction's: the layer neither renews
+    /// the lease (a renewal would wait for that transaction, then find the
+    /// record complete) nor records again.
+    pub(crate) fn completed_by_service(&self) -> bool {
+        self.completion.as_ref().is_some_and(CompletionFlag::is_set)
+    }
+
+    /// Lets go of a claim whose record the service completed itself, for an
+    /// answer the policy records: the record stands, nothing is left to do.
+    pub(crate) fn dismiss(mut self) {
+        self.settled = true;
+    }
+
+    /// Settles a claim whose record the service completed itself, for an
+    /// answer the policy does not record (an error, a 5xx): the key is
+    /// released in case the service's transaction rolled back; if it
+    /// committed, the record stands and the release does nothing.
+    pub(crate) async fn release_if_uncommitted(mut self) {
+        self.settled = true;
+        let store = &self.shared.store;
+        match self
+            .shared
+            .bounded(store.release(&self.key, self.token))
+            .await
+        {
+            // Released, or the record stands: the transaction committed.
+            Ok(()) => {}
+            Err(error) if error.kind() == StoreErrorKind::LeaseLost => {}
+            Err(error) => warn_store_error!(
+                error,
+                "idempotency claim not released; it lapses with its lease"
+            ),
         }
     }
 
     /// Renews the lease when due. Call it whenever the work under the claim is
     /// pending: it registers the waker for the next renewal.
     pub(crate) fn poll_renew(&mut self, cx: &mut Context<'_>) {
+        if self.completed_by_service() {
+            return;
+        }
         let (shared, key, token) = (&self.shared, self.key, self.token);
         let renewed = self.keeper.poll(cx, || {
             let shared = Arc::clone(shared);
@@ -131,6 +181,7 @@ impl<St: Store> Claim<St> {
             shared: Arc::clone(&self.shared),
             keeper: LeaseKeeper::new(Instant::now(), self.shared.config.lease),
             settled: true,
+            completion: None,
             ..*self
         };
         runtime.spawn(async move {
@@ -177,8 +228,14 @@ impl<St: Store> Drop for Claim<St> {
         };
         let shared = Arc::clone(&self.shared);
         let (key, token) = (self.key, self.token);
+        let completion = self.completion.take();
         runtime.spawn(async move {
-            if let Err(error) = shared.bounded(shared.store.release(&key, token)).await {
+            let result = shared.bounded(shared.store.release(&key, token)).await;
+            // A record the service completed itself stands: nothing to release.
+            let completed = completion.as_ref().is_some_and(CompletionFlag::is_set);
+            if let Err(error) = result
+                && !(completed && error.kind() == StoreErrorKind::LeaseLost)
+            {
                 warn_store_error!(
                     error,
                     "idempotency claim not released; it lapses with its lease"

@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: durable records in PostgreSQL, for long retention.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,10 +10,17 @@ use http::StatusCode;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+mod claim;
+#[cfg(feature = "sqlx")]
+mod with_sqlx;
+mod with_tokio_postgres;
+
+pub use self::claim::{CompletionError, PostgresClaim};
+
 use super::codec;
 use super::timeout::within;
 use super::{
-    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    ClaimLoan, ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
     StoreError, StoreErrorKind, new_token,
 };
 
@@ -104,6 +112,9 @@ struct Statements {
     release: String,
     renew: String,
     purge: String,
+    /// The handler's completion, in its own transaction (see
+    /// [`PostgresClaim`]); shared with every claim lent.
+    complete: Arc<str>,
 }
 
 impl Statements {
@@ -137,6 +148,16 @@ impl Statements {
                     WHERE {owned}"
             ),
             release: format!("DELETE FROM {table} WHERE {owned}"),
+            // As `record`, fenced by the database's clock at the statement,
+            // not `now()`: in the handler's transaction, `now()` is when the
+            // transaction began, maybe before the lease lapsed.
+            complete: format!(
+                "UPDATE {table} SET completed = true, status = $3, headers = $4, body = $5,
+                    expires_at = clock_timestamp() + $6::bigint * interval '1 millisecond'
+                    WHERE key = $1 AND token = $2 AND NOT completed
+                        AND expires_at > clock_timestamp()"
+            )
+            .into(),
             renew: format!(
                 "UPDATE {table} SET expires_at = now() + $3::bigint * interval '1 millisecond'
                     WHERE {owned}"
@@ -384,6 +405,22 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreEr
     StoreError::with_source(StoreErrorKind::Unavailable, error)
 }
 
+/// The status, headers and body columns of a record: all `NULL` for a
+/// tombstone.
+fn row_values(
+    response: Option<&RecordedResponse>,
+) -> (Option<i16>, Option<Vec<u8>>, Option<&[u8]>) {
+    match response {
+        None => (None, None, None),
+        Some(response) => {
+            let mut headers = Vec::new();
+            codec::encode_headers(&response.headers, &mut headers);
+            let status = i16::try_from(response.status.as_u16()).ok();
+            (status, Some(headers), Some(&response.body[..]))
+        }
+    }
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis())
         .unwrap_or(i64::MAX)
@@ -472,15 +509,7 @@ impl Store for PostgresStore {
         record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let (status, headers, body) = match &record.response {
-            None => (None, None, None),
-            Some(response) => {
-                let mut headers = Vec::new();
-                codec::encode_headers(&response.headers, &mut headers);
-                let status = i16::try_from(response.status.as_u16()).ok();
-                (status, Some(headers), Some(&response.body[..]))
-            }
-        };
+        let (status, headers, body) = row_values(record.response.as_ref());
         let token_value = token.get() as i64;
         let ttl_ms = millis(ttl);
         self.fenced(
@@ -516,6 +545,12 @@ impl Store for PostgresStore {
             &[&&key.as_bytes()[..], &token_value, &lease_ms],
         )
         .await
+    }
+
+    /// Lends the handler a [`PostgresClaim`], to complete the record in its
+    /// own transaction.
+    fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
+        extensions.insert(PostgresClaim::new(loan, Arc::clone(&self.sql.complete)));
     }
 }
 
