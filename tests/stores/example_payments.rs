@@ -93,7 +93,8 @@ async fn refuses_to_start_without_a_database_url() {
 
 async fn two_instances_pay_once_per_key_and_list_the_same_payments() {
     let tables = Tables::new("ex_pay");
-    let (a, b) = (tables.instance(&[]).await, tables.instance(&[]).await);
+    // Started together: both create the tables if missing, neither fails.
+    let (a, b) = tokio::join!(tables.instance(&[]), tables.instance(&[]));
     let first = pay(&a, "p1", "", r#"{"amount":100,"to":"acct_1"}"#).await;
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(first.header("content-type"), Some("application/json"));
