@@ -174,7 +174,13 @@
 //! Every error the layer answers itself is `application/problem+json` (RFC
 //! 9457) with fixed text: it never echoes the request, a stored response or
 //! another scope's data, and it is never recorded. `status` and `code` are
-//! the contract; the `type` of each points at its entry here.
+//! the contract; the `type` of each points at its entry here. Each also says
+//! whether a retry can succeed, in `Stripe-Should-Retry` and `x-should-retry`
+//! (`true` for `idempotency_key_in_progress` and
+//! `idempotency_store_unavailable`, `false` for the rest but
+//! `idempotency_request_body_unreadable`, which has none), so the big SDKs do
+//! not retry a mismatch four times; see
+//! [`retry_hints`](IdempotencyLayer::retry_hints).
 //!
 //! | status | code | when |
 //! | --- | --- | --- |
@@ -261,7 +267,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use header::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+pub use header::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, STRIPE_SHOULD_RETRY, X_SHOULD_RETRY};
 #[cfg(feature = "server")]
 pub use server::{
     Idempotency, IdempotencyKey, IdempotencyLayer, InvalidKey, Outcome, OutcomeReport, Profile,

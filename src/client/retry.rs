@@ -7,7 +7,7 @@ use tower::retry::Policy;
 
 use super::random;
 use super::retry_after::retry_after;
-use crate::IDEMPOTENCY_KEY;
+use crate::{IDEMPOTENCY_KEY, STRIPE_SHOULD_RETRY, X_SHOULD_RETRY};
 
 /// A [`tower::retry::Policy`] that knows this crate's answers: it retries what
 /// a retry can fix, never what it cannot, a bounded number of times, with
@@ -15,6 +15,8 @@ use crate::IDEMPOTENCY_KEY;
 ///
 /// | The attempt ended with | Retried? | After |
 /// |---|---|---|
+/// | a response saying `x-should-retry: false` or `Stripe-Should-Retry: false` (this crate's server sends it on the rejections no retry can fix) | no, whatever the status | |
+/// | a response saying `x-should-retry: true` or `Stripe-Should-Retry: true` | yes | `Retry-After` if given, else backoff |
 /// | an error from the client (connection refused or reset, a timeout layer's `Elapsed`, ...) | yes | backoff |
 /// | `409` with `Retry-After` (`idempotency_key_in_progress`: the first attempt is still running) | yes | `Retry-After` |
 /// | `429` with `Retry-After` (a rate limit that says when to come back) | yes | `Retry-After` |
@@ -166,9 +168,30 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What the server says of a retry, in either hint header: a `false` in
+/// either wins.
+fn hinted(headers: &HeaderMap) -> Option<bool> {
+    let mut hint = None;
+    for name in [X_SHOULD_RETRY, STRIPE_SHOULD_RETRY] {
+        for value in headers.get_all(name) {
+            match value.as_bytes() {
+                b"false" => return Some(false),
+                b"true" => hint = Some(true),
+                _ => {}
+            }
+        }
+    }
+    hint
+}
+
 /// Whether an answer is worth another attempt, and after what.
 fn classify(status: StatusCode, headers: &HeaderMap) -> Option<Wait> {
     let asked = || retry_after(headers, SystemTime::now());
+    match hinted(headers) {
+        Some(false) => return None,
+        Some(true) => return Some(asked().map_or(Wait::Backoff, Wait::RetryAfter)),
+        None => {}
+    }
     match status {
         StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS => asked().map(Wait::RetryAfter),
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
@@ -249,6 +272,31 @@ mod tests {
         }
         assert_eq!(classify(StatusCode::BAD_REQUEST, &headers(Some("1"))), None);
         assert_eq!(classify(StatusCode::CONFLICT, &headers(Some("soon"))), None);
+    }
+
+    #[test]
+    fn a_hint_of_false_wins_over_the_status_and_true_retries() {
+        for (name, status) in [("x-should-retry", 503), ("stripe-should-retry", 409)] {
+            let mut refused = headers(Some("1"));
+            refused.insert(name, HeaderValue::from_static("false"));
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(classify(status, &refused), None, "{name}");
+        }
+        // Both headers, one false: false wins.
+        let mut both = headers(None);
+        both.insert("x-should-retry", HeaderValue::from_static("true"));
+        both.insert("stripe-should-retry", HeaderValue::from_static("false"));
+        assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, &both), None);
+        let mut asked = headers(None);
+        asked.insert("x-should-retry", HeaderValue::from_static("true"));
+        assert_eq!(classify(StatusCode::CONFLICT, &asked), Some(Wait::Backoff));
+        // Anything but `true` or `false` is no hint.
+        let mut garbled = headers(Some("1"));
+        garbled.insert("x-should-retry", HeaderValue::from_static("maybe"));
+        assert_eq!(
+            classify(StatusCode::CONFLICT, &garbled),
+            Some(Wait::RetryAfter(Duration::from_secs(1)))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use http::{HeaderName, Method, StatusCode};
 use super::decision::DecisionConfig;
 use super::outcome::OutcomeHook;
 use super::request::{FingerprintConfig, GlobalScope, SharedScopeFn};
-use super::response::{Rejection, default_record_policy};
+use super::response::{Rejection, RejectionFormat, default_record_policy};
 use crate::IDEMPOTENCY_KEY;
 use crate::store::timeout::{Within, within};
 
@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) wait_in_flight: Option<Duration>,
     pub(crate) run_to_completion: bool,
     pub(crate) on_outcome: Option<OutcomeHook>,
+    pub(crate) rejections: RejectionFormat,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             wait_in_flight: None,
             run_to_completion: true,
             on_outcome: None,
+            rejections: RejectionFormat::default(),
         }
     }
 }

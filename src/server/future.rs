@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::response::{Rejection, ResponseBody, rejection_response};
+use super::response::{Rejection, RejectionFormat, ResponseBody, rejection_response};
 
 /// The boxed future of a protected request.
 pub(crate) type ProtectedFuture<B, E> =
@@ -31,7 +31,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Passthrough { #[pin] future: F },
-        Rejected { rejection: Rejection },
+        Rejected { rejection: Rejection, retry_hints: bool },
         Protected { future: ProtectedFuture<B, E> },
     }
 }
@@ -43,9 +43,12 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, retry_hints: bool) -> Self {
         Self {
-            kind: Kind::Rejected { rejection },
+            kind: Kind::Rejected {
+                rejection,
+                retry_hints,
+            },
         }
     }
 
@@ -68,7 +71,13 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
-            KindProj::Rejected { rejection } => Poll::Ready(Ok(rejection_response(*rejection))),
+            KindProj::Rejected {
+                rejection,
+                retry_hints,
+            } => {
+                let format = RejectionFormat::hints_only(*retry_hints);
+                Poll::Ready(Ok(rejection_response(*rejection, &format)))
+            }
             KindProj::Protected { future } => future.as_mut().poll(cx),
         }
     }

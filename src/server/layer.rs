@@ -41,6 +41,7 @@ use crate::store::Store;
 /// | [`retry_after`](Self::retry_after) | 1 second |
 /// | [`profile`](Self::profile) | [`Profile::Default`]: 409 for a payload mismatch |
 /// | [`fail_open`](Self::fail_open) | `false`: 503 when the store fails |
+/// | [`retry_hints`](Self::retry_hints) | `true`: `Stripe-Should-Retry` and `x-should-retry` on the layer's rejections |
 ///
 /// ```
 /// use std::time::Duration;
@@ -169,6 +170,8 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn fingerprint_header(mut self, name: HeaderName) -> Self {
         self.config.fingerprint.headers.push(name);
+        let headers = &self.config.fingerprint.headers;
+        self.config.rejections.fingerprinted_headers(headers);
         self
     }
 
@@ -345,6 +348,39 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn fail_open(mut self, fail_open: bool) -> Self {
         self.config.decision.fail_open = fail_open;
+        self
+    }
+
+    /// Sets whether the layer's own rejections say if a retry can succeed, in
+    /// the two headers the big SDKs read: `Stripe-Should-Retry` (Stripe's)
+    /// and `x-should-retry` (those Stainless generates: OpenAI, Anthropic
+    /// and many more). Both SDK families would otherwise retry every 409,
+    /// a payload mismatch included, which no retry can fix. Default: `true`.
+    ///
+    /// | rejection | hint |
+    /// | --- | --- |
+    /// | `idempotency_key_payload_mismatch`, `idempotency_response_not_replayable`, `idempotency_key_invalid`, `idempotency_key_missing`, `idempotency_request_too_large` | `false` |
+    /// | `idempotency_key_in_progress` (with `Retry-After`), `idempotency_store_unavailable` | `true` |
+    /// | `idempotency_request_body_unreadable` | none (the client has usually gone) |
+    ///
+    /// The service's own responses and replays never carry a hint from the
+    /// layer. What the SDKs do with `Retry-After` on a 409 in progress: the
+    /// Stainless-generated ones (openai-python among them) wait as long as it
+    /// says when that is within a bound of their own (60 s in the releases
+    /// whose source we read), else use their own backoff; stripe-python does
+    /// not read it and backs off on its own (0.5 s, doubling). The layer's
+    /// `Retry-After` is its [`retry_after`](Self::retry_after) setting, 1 s
+    /// by default. [`client::RetryPolicy`](crate::client::RetryPolicy)
+    /// (feature `client`) honours both the hint and `Retry-After`.
+    ///
+    /// ```
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).retry_hints(false);
+    /// ```
+    #[must_use]
+    pub fn retry_hints(mut self, hints: bool) -> Self {
+        self.config.rejections.retry_hints = hints;
         self
     }
 }

@@ -116,7 +116,7 @@ impl<S, St> Idempotency<S, St> {
             Duration::ZERO,
             None,
         );
-        ResponseFuture::rejected(rejection)
+        ResponseFuture::rejected(rejection, self.shared.config.rejections.retry_hints)
     }
 }
 
@@ -154,7 +154,7 @@ where
                     self.inner.call(request.map(RequestBody::streaming)),
                 );
             }
-            Err(_) => return self.reject(Rejection::KeyInvalid),
+            Err(why) => return self.reject(Rejection::KeyInvalid(why)),
         };
         // Take the service that `poll_ready` made ready, leave a clone behind.
         let clone = self.inner.clone();
@@ -204,7 +204,7 @@ where
                 started.elapsed(),
                 None,
             );
-            return Ok(rejection_response(rejection));
+            return Ok(rejection_response(rejection, &config.rejections));
         }
     };
     let asked = Instant::now();
@@ -237,7 +237,7 @@ where
             execute(claim, inner.call(request)).await
         }
         Decision::Replay(response) => Ok(replay(response)),
-        Decision::Reject(rejection) => Ok(rejection_response(rejection)),
+        Decision::Reject(rejection) => Ok(rejection_response(rejection, &config.rejections)),
         Decision::RunUnprotected => {
             // Boxed: the rare fail-open path takes no room in every request's future.
             let response = Box::pin(inner.call(request)).await?;

@@ -298,6 +298,32 @@ async fn a_payload_mismatch_is_not_retried() {
 }
 
 #[tokio::test]
+async fn a_hint_of_false_is_not_retried_whatever_the_status() {
+    let attempts = Attempts::default();
+    let seen = attempts.clone();
+    let transport = service_fn(move |request: Request<String>| {
+        seen.push(
+            request.headers().get("idempotency-key").cloned(),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        let response = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("x-should-retry", "false")
+            .body(String::new())
+            .unwrap();
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let client = client_over(transport, RetryPolicy::new());
+    let response = client.oneshot(post_order(None, "tea")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        attempts.count(),
+        1,
+        "a 503 would be retried without the hint"
+    );
+}
+
+#[tokio::test]
 async fn a_request_with_its_own_key_keeps_it() {
     let (app, runs) = orders_app(IdempotencyLayer::new(MemoryStore::new()));
     let (client, attempts) = client_of(app);

@@ -22,6 +22,7 @@ mod memory_store;
 mod outcome;
 mod properties;
 mod recording_policy;
+mod retry_hints;
 mod scope;
 mod service;
 #[cfg(feature = "tracing")]

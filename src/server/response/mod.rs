@@ -10,5 +10,5 @@ mod replay;
 pub use self::body::ResponseBody;
 pub(crate) use self::body::{FinishRecording, Recording};
 pub use self::recording::default_record_policy;
-pub(crate) use self::rejection::{Rejection, rejection_response};
+pub(crate) use self::rejection::{Rejection, RejectionFormat, rejection_response};
 pub(crate) use self::replay::replay;

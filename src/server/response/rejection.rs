@@ -4,15 +4,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
+use crate::header::{STRIPE_SHOULD_RETRY, X_SHOULD_RETRY};
+use crate::server::request::InvalidKey;
 
 /// Why the layer answered a request itself instead of running or replaying it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rejection {
     KeyMissing,
-    KeyInvalid,
+    KeyInvalid(InvalidKey),
     PayloadMismatch,
     /// The IETF profile's payload mismatch: 422.
     PayloadMismatchUnprocessable,
@@ -70,9 +72,21 @@ problems! {
     KEY_MISSING => 400 "idempotency_key_missing"
         "Idempotency key missing"
         "This endpoint requires an Idempotency-Key header.";
-    KEY_INVALID => 400 "idempotency_key_invalid"
+    KEY_EMPTY => 400 "idempotency_key_invalid"
         "Idempotency key invalid"
-        "The Idempotency-Key header must appear once and hold 1 to 256 printable ASCII characters, bare or as a quoted string.";
+        "The Idempotency-Key header is empty: a key holds 1 to 256 printable ASCII characters.";
+    KEY_TOO_LONG => 400 "idempotency_key_invalid"
+        "Idempotency key invalid"
+        "The Idempotency-Key is longer than 256 characters.";
+    KEY_BAD_CHARACTER => 400 "idempotency_key_invalid"
+        "Idempotency key invalid"
+        "The Idempotency-Key holds a character outside printable ASCII (a control character or a non-ASCII byte).";
+    KEY_MALFORMED_QUOTED => 400 "idempotency_key_invalid"
+        "Idempotency key invalid"
+        "The Idempotency-Key starts with a double quote but is not a well-formed quoted string (end it with a quote; escape only quotes and backslashes).";
+    KEY_TWICE => 400 "idempotency_key_invalid"
+        "Idempotency key invalid"
+        "The request carries more than one Idempotency-Key header; send exactly one.";
     PAYLOAD_MISMATCH => 409 "idempotency_key_payload_mismatch"
         "Idempotency key reused with a different request"
         "This Idempotency-Key was already used with a different method, path or body.";
@@ -98,11 +112,113 @@ problems! {
 
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
+/// How the layer writes its rejections: with or without retry hints, and the
+/// payload mismatch's detail when fingerprinted headers are part of it.
+#[derive(Debug, Clone)]
+pub(crate) struct RejectionFormat {
+    /// `Stripe-Should-Retry` and `x-should-retry` on every rejection that
+    /// has a clear answer.
+    pub(crate) retry_hints: bool,
+    /// The mismatch documents (409, 422) naming the fingerprinted headers;
+    /// `None` when no header is fingerprinted.
+    mismatch: Option<[Bytes; 2]>,
+}
+
+impl Default for RejectionFormat {
+    fn default() -> Self {
+        Self {
+            retry_hints: true,
+            mismatch: None,
+        }
+    }
+}
+
+impl RejectionFormat {
+    /// The format of a rejection made before the request is read: hints or
+    /// none, the default texts.
+    pub(crate) fn hints_only(retry_hints: bool) -> Self {
+        Self {
+            retry_hints,
+            mismatch: None,
+        }
+    }
+
+    /// Writes the mismatch details for the fingerprinted `headers`.
+    pub(crate) fn fingerprinted_headers(&mut self, headers: &[HeaderName]) {
+        if headers.is_empty() {
+            self.mismatch = None;
+            return;
+        }
+        let names: Vec<&str> = headers.iter().map(HeaderName::as_str).collect();
+        // Header names are tokens: no character of theirs needs escaping in JSON.
+        let detail = format!(
+            "This Idempotency-Key was already used with a different method, path, body or \
+             value of the header{} {}.",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
+        let document = |status: u16| {
+            Bytes::from(format!(
+                r#"{{"type":"https://docs.rs/tower-idempotency/latest/tower_idempotency/#idempotency_key_payload_mismatch","title":"Idempotency key reused with a different request","status":{status},"code":"idempotency_key_payload_mismatch","detail":"{detail}"}}"#
+            ))
+        };
+        self.mismatch = Some([document(409), document(422)]);
+    }
+
+    /// The problem document of `rejection` as a response with a body of
+    /// `Bytes`.
+    pub(crate) fn response(&self, rejection: Rejection) -> Response<Bytes> {
+        let mut response = rejection.into_response();
+        match (&self.mismatch, rejection) {
+            (Some([conflict, _]), Rejection::PayloadMismatch) => {
+                *response.body_mut() = conflict.clone();
+            }
+            (Some([_, unprocessable]), Rejection::PayloadMismatchUnprocessable) => {
+                *response.body_mut() = unprocessable.clone();
+            }
+            _ => {}
+        }
+        if self.retry_hints
+            && let Some(retry) = rejection.should_retry()
+        {
+            let hint = HeaderValue::from_static(if retry { "true" } else { "false" });
+            response
+                .headers_mut()
+                .insert(STRIPE_SHOULD_RETRY, hint.clone());
+            response.headers_mut().insert(X_SHOULD_RETRY, hint);
+        }
+        response
+    }
+}
+
 impl Rejection {
+    /// Whether a retry of the same request can succeed: `false` when only a
+    /// new key or another request can (a retry with the key is refused the
+    /// same way), `true` when a retry soon can, and `None` when it depends
+    /// (an unreadable body: the client has usually gone anyway).
+    pub(crate) fn should_retry(self) -> Option<bool> {
+        match self {
+            Self::KeyMissing
+            | Self::KeyInvalid(_)
+            | Self::PayloadMismatch
+            | Self::PayloadMismatchUnprocessable
+            | Self::NotReplayable
+            | Self::RequestTooLarge => Some(false),
+            Self::InProgress { .. } | Self::StoreUnavailable => Some(true),
+            Self::RequestBodyUnreadable => None,
+        }
+    }
+
     fn problem(self) -> &'static Problem {
         match self {
             Self::KeyMissing => &KEY_MISSING,
-            Self::KeyInvalid => &KEY_INVALID,
+            Self::KeyInvalid(why) => match why {
+                InvalidKey::Empty => &KEY_EMPTY,
+                InvalidKey::TooLong => &KEY_TOO_LONG,
+                InvalidKey::InvalidCharacter => &KEY_BAD_CHARACTER,
+                InvalidKey::MalformedQuotedString => &KEY_MALFORMED_QUOTED,
+                InvalidKey::MultipleHeaders => &KEY_TWICE,
+            },
             Self::PayloadMismatch => &PAYLOAD_MISMATCH,
             Self::PayloadMismatchUnprocessable => &PAYLOAD_MISMATCH_422,
             Self::InProgress { .. } => &IN_PROGRESS,
@@ -129,9 +245,13 @@ impl Rejection {
     }
 }
 
-/// Answers with `rejection`, in the layer's body type.
-pub(crate) fn rejection_response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
-    rejection.into_response().map(ResponseBody::full)
+/// Answers with `rejection`, written as `format` says, in the layer's body
+/// type.
+pub(crate) fn rejection_response<B>(
+    rejection: Rejection,
+    format: &RejectionFormat,
+) -> Response<ResponseBody<B>> {
+    format.response(rejection).map(ResponseBody::full)
 }
 
 #[cfg(test)]
@@ -140,7 +260,11 @@ mod tests {
 
     const ALL: [(Rejection, u16, &str); 9] = [
         (Rejection::KeyMissing, 400, "idempotency_key_missing"),
-        (Rejection::KeyInvalid, 400, "idempotency_key_invalid"),
+        (
+            Rejection::KeyInvalid(InvalidKey::Empty),
+            400,
+            "idempotency_key_invalid",
+        ),
         (
             Rejection::PayloadMismatch,
             409,
@@ -192,6 +316,70 @@ mod tests {
             assert!(doc["title"].is_string() && doc["detail"].is_string());
             assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         }
+    }
+
+    #[test]
+    fn every_rejection_carries_its_retry_hint_in_both_headers() {
+        let format = RejectionFormat::default();
+        for (rejection, _, code) in ALL {
+            let response = format.response(rejection);
+            let expected = match code {
+                "idempotency_key_in_progress" | "idempotency_store_unavailable" => Some("true"),
+                "idempotency_request_body_unreadable" => None,
+                _ => Some("false"),
+            };
+            for name in [STRIPE_SHOULD_RETRY, X_SHOULD_RETRY] {
+                let hint = response.headers().get(&name).map(|v| v.to_str().unwrap());
+                assert_eq!(hint, expected, "{code}: {name}");
+            }
+            let off = RejectionFormat::hints_only(false).response(rejection);
+            assert!(!off.headers().contains_key(STRIPE_SHOULD_RETRY), "{code}");
+            assert!(!off.headers().contains_key(X_SHOULD_RETRY), "{code}");
+        }
+    }
+
+    #[test]
+    fn each_invalid_key_rule_has_its_own_detail() {
+        let details: std::collections::HashSet<String> = [
+            InvalidKey::Empty,
+            InvalidKey::TooLong,
+            InvalidKey::InvalidCharacter,
+            InvalidKey::MalformedQuotedString,
+            InvalidKey::MultipleHeaders,
+        ]
+        .into_iter()
+        .map(|why| {
+            let response = Rejection::KeyInvalid(why).into_response();
+            let doc: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(doc["code"], "idempotency_key_invalid");
+            doc["detail"].as_str().unwrap().to_owned()
+        })
+        .collect();
+        assert_eq!(details.len(), 5, "{details:?}");
+    }
+
+    #[test]
+    fn a_mismatch_names_the_fingerprinted_headers() {
+        let mut format = RejectionFormat::default();
+        format.fingerprinted_headers(&[
+            HeaderName::from_static("x-currency"),
+            HeaderName::from_static("x-region"),
+        ]);
+        for (rejection, status) in [
+            (Rejection::PayloadMismatch, 409),
+            (Rejection::PayloadMismatchUnprocessable, 422),
+        ] {
+            let response = format.response(rejection);
+            assert_eq!(response.status(), status);
+            let doc: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(doc["status"], status);
+            assert_eq!(doc["code"], "idempotency_key_payload_mismatch");
+            let detail = doc["detail"].as_str().unwrap();
+            assert!(detail.contains("headers x-currency, x-region"), "{detail}");
+        }
+        format.fingerprinted_headers(&[]);
+        let plain = format.response(Rejection::PayloadMismatch);
+        assert_eq!(plain.body(), PAYLOAD_MISMATCH.json.as_bytes());
     }
 
     #[test]
