@@ -119,7 +119,10 @@
 //!   `Location`, `ETag`, `Content-Type` and the rest replay as sent,
 //!   multi-valued headers kept whole.
 //! - Not recorded at all, so a retry runs the service again: by default 1xx,
-//!   5xx, 408, 425 and 429 responses ([`default_record_policy`], changed with
+//!   5xx, 408, 425 and 429 responses, and 401 and 415, the refusals of a
+//!   request's credentials or `Content-Type` (headers outside the
+//!   fingerprint) that would otherwise stick to the key
+//!   ([`default_record_policy`], changed with
 //!   [`record_policy`](IdempotencyLayer::record_policy)), an `Err` from the
 //!   service, a panic. The layer's own error responses are never recorded.
 //! - Records live for the [`ttl`](IdempotencyLayer::ttl) (24 hours by

@@ -46,7 +46,7 @@ async fn twice(app: &axum::Router, status: u16) -> bool {
 #[tokio::test]
 async fn server_errors_and_retry_statuses_are_not_recorded() {
     let (app, runs) = status_app(IdempotencyLayer::new(MemoryStore::new()));
-    for status in [500, 502, 503, 504, 408, 425, 429] {
+    for status in [500, 502, 503, 504, 408, 425, 429, 401, 415] {
         let before = runs.count();
         assert!(!twice(&app, status).await, "{status} was replayed");
         assert_eq!(runs.count(), before + 2, "{status}: the retry ran again");
@@ -74,4 +74,81 @@ async fn a_custom_policy_decides() {
     assert!(!twice(&app, 409).await);
     assert!(twice(&app, 201).await);
     assert!(!twice(&app, 500).await);
+}
+
+/// An axum app whose handler takes `Json`: the extractor answers before the
+/// handler runs.
+fn json_app() -> (axum::Router, Runs) {
+    let runs = Runs::default();
+    let handler_runs = runs.clone();
+    let app = axum::Router::new()
+        .route(
+            "/orders",
+            axum::routing::post(move |axum::Json(order): axum::Json<serde_json::Value>| {
+                let runs = handler_runs.clone();
+                async move {
+                    (
+                        StatusCode::CREATED,
+                        format!("order {}: {order}", runs.add()),
+                    )
+                }
+            }),
+        )
+        .layer(IdempotencyLayer::new(MemoryStore::new()));
+    (app, runs)
+}
+
+fn json_request(
+    key: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> axum::extract::Request {
+    let mut request = request("POST", "/orders", Some(key), body);
+    if let Some(content_type) = content_type {
+        request
+            .headers_mut()
+            .insert("content-type", content_type.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn a_content_type_refused_by_the_json_extractor_does_not_stick_to_the_key() {
+    let (app, runs) = json_app();
+    let refused = send(&app, json_request("k1", None, r#"{"sku":"tea"}"#)).await;
+    assert_eq!(refused.status, 415, "{refused:?}");
+    assert_eq!(runs.count(), 0);
+    // The same key and body, the header fixed: it runs, once.
+    let fixed = send(
+        &app,
+        json_request("k1", Some("application/json"), r#"{"sku":"tea"}"#),
+    )
+    .await;
+    assert_eq!(fixed.status, 201, "{fixed:?}");
+    assert!(!fixed.is_replay());
+    let retry = send(
+        &app,
+        json_request("k1", Some("application/json"), r#"{"sku":"tea"}"#),
+    )
+    .await;
+    assert!(retry.is_replay());
+    assert_eq!(runs.count(), 1);
+}
+
+#[tokio::test]
+async fn a_body_the_json_extractor_cannot_parse_is_its_answer_and_another_body_wants_a_new_key() {
+    let (app, runs) = json_app();
+    let json = Some("application/json");
+    let malformed = send(&app, json_request("k1", json, r#"{"sku":"#)).await;
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    // The same request gets the same answer, replayed.
+    let again = send(&app, json_request("k1", json, r#"{"sku":"#)).await;
+    assert!(again.is_replay());
+    assert_eq!(again.status, 400);
+    // Another body under the key is another request.
+    let other = send(&app, json_request("k1", json, r#"{"sku":"tea"}"#)).await;
+    other.assert_problem(409, "idempotency_key_payload_mismatch");
+    let new_key = send(&app, json_request("k2", json, r#"{"sku":"tea"}"#)).await;
+    assert_eq!(new_key.status, 201);
+    assert_eq!(runs.count(), 1);
 }
