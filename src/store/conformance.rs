@@ -39,7 +39,7 @@ use tokio::sync::Barrier;
 use tokio::time::sleep;
 
 use super::{
-    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, KeyState, Record, RecordedResponse, Store,
     StoreError, StoreErrorKind,
 };
 
@@ -73,6 +73,13 @@ pub enum Check {
     /// Renewal keeps a key held past its first lease, and it lapses once
     /// renewal stops. (Waits about three seconds.)
     RenewalExtendsTheLease,
+    /// `inspect` tells each state apart: absent, in flight with its lease,
+    /// completed with its status and TTL, a tombstone, and absent again
+    /// after a release.
+    InspectTellsEachState,
+    /// `forget` frees a completed key for a new claim, and a forgotten
+    /// claim's owner can record, renew and release nothing more.
+    ForgetFreesTheKeyAndFencesItsOwner,
 }
 
 impl Check {
@@ -90,6 +97,8 @@ impl Check {
         Check::ARecordExpiresAfterItsTtl,
         Check::AStaleOwnerIsFencedOff,
         Check::RenewalExtendsTheLease,
+        Check::InspectTellsEachState,
+        Check::ForgetFreesTheKeyAndFencesItsOwner,
     ];
 
     /// Returns the check's name, as a test name (`a_stale_owner_is_fenced_off`).
@@ -107,6 +116,10 @@ impl Check {
             Check::ARecordExpiresAfterItsTtl => "a_record_expires_after_its_ttl",
             Check::AStaleOwnerIsFencedOff => "a_stale_owner_is_fenced_off",
             Check::RenewalExtendsTheLease => "renewal_extends_the_lease",
+            Check::InspectTellsEachState => "inspect_tells_each_state",
+            Check::ForgetFreesTheKeyAndFencesItsOwner => {
+                "forget_frees_the_key_and_fences_its_owner"
+            }
         }
     }
 
@@ -144,6 +157,10 @@ impl Check {
             Check::ARecordExpiresAfterItsTtl => a_record_expires_after_its_ttl(store).await,
             Check::AStaleOwnerIsFencedOff => a_stale_owner_is_fenced_off(store).await,
             Check::RenewalExtendsTheLease => renewal_extends_the_lease(store).await,
+            Check::InspectTellsEachState => inspect_tells_each_state(store).await,
+            Check::ForgetFreesTheKeyAndFencesItsOwner => {
+                forget_frees_the_key_and_fences_its_owner(store).await
+            }
         }
     }
 }
@@ -409,4 +426,92 @@ async fn renewal_extends_the_lease<S: Store>(store: Arc<S>) {
     );
     sleep(PAST_SHORT).await;
     claimed(&*store, &key, &FP_B, LEASE).await;
+}
+
+async fn inspect_tells_each_state<S: Store>(store: Arc<S>) {
+    let key = unique_key("inspect");
+    assert_eq!(
+        ok(store.inspect(&key).await),
+        KeyState::Absent,
+        "a fresh key"
+    );
+    let token = claimed(&*store, &key, &FP_A, LEASE).await;
+    match ok(store.inspect(&key).await) {
+        KeyState::InFlight { lease_left } => {
+            assert!(
+                lease_left <= LEASE,
+                "{lease_left:?} is longer than the lease"
+            );
+            assert!(
+                lease_left > LEASE / 2,
+                "{lease_left:?} left of a {LEASE:?} lease"
+            );
+        }
+        other => panic!("expected in flight, got {other:?}"),
+    }
+    let record = Record {
+        fingerprint: FP_A,
+        response: Some(sample_response()),
+    };
+    ok(store.record(&key, token, &record, TTL).await);
+    match ok(store.inspect(&key).await) {
+        KeyState::Completed { status, expires_in } => {
+            assert_eq!(status, StatusCode::CREATED);
+            assert!(expires_in <= TTL && expires_in > TTL / 2, "{expires_in:?}");
+        }
+        other => panic!("expected completed, got {other:?}"),
+    }
+    // Inspecting changed nothing: the record still replays.
+    assert!(matches!(
+        ok(store.claim(&key, &FP_A, LEASE).await),
+        ClaimOutcome::Completed(_)
+    ));
+
+    let tombstone = unique_key("inspect-tombstone");
+    let token = claimed(&*store, &tombstone, &FP_A, LEASE).await;
+    let empty = Record {
+        fingerprint: FP_A,
+        response: None,
+    };
+    ok(store.record(&tombstone, token, &empty, TTL).await);
+    match ok(store.inspect(&tombstone).await) {
+        KeyState::Tombstone { expires_in } => {
+            assert!(expires_in <= TTL && expires_in > TTL / 2, "{expires_in:?}");
+        }
+        other => panic!("expected a tombstone, got {other:?}"),
+    }
+
+    let released = unique_key("inspect-released");
+    let token = claimed(&*store, &released, &FP_A, LEASE).await;
+    ok(store.release(&released, token).await);
+    assert_eq!(
+        ok(store.inspect(&released).await),
+        KeyState::Absent,
+        "released"
+    );
+}
+
+async fn forget_frees_the_key_and_fences_its_owner<S: Store>(store: Arc<S>) {
+    let key = unique_key("forget");
+    assert!(!ok(store.forget(&key).await), "nothing to forget yet");
+    let token = claimed(&*store, &key, &FP_A, LEASE).await;
+    let record = Record {
+        fingerprint: FP_A,
+        response: Some(sample_response()),
+    };
+    ok(store.record(&key, token, &record, TTL).await);
+    assert!(ok(store.forget(&key).await), "a record was there");
+    assert_eq!(ok(store.inspect(&key).await), KeyState::Absent);
+    // The next request runs afresh, even with another fingerprint.
+    claimed(&*store, &key, &FP_B, LEASE).await;
+
+    // A claim forgotten while its owner works: the owner's late record is
+    // refused, and does not bring the key back.
+    let in_flight = unique_key("forget-in-flight");
+    let owner = claimed(&*store, &in_flight, &FP_A, LEASE).await;
+    assert!(ok(store.forget(&in_flight).await));
+    lease_lost(store.record(&in_flight, owner, &record, TTL).await);
+    lease_lost(store.renew(&in_flight, owner, LEASE).await);
+    lease_lost(store.release(&in_flight, owner).await);
+    assert_eq!(ok(store.inspect(&in_flight).await), KeyState::Absent);
 }

@@ -39,6 +39,11 @@ pub enum StoreErrorKind {
     /// The store holds bytes it cannot decode.
     #[error("the idempotency store holds a record it cannot decode")]
     Corrupt,
+    /// The store does not offer the operation (a store of your own that
+    /// implements no [`inspect`](super::Store::inspect) or
+    /// [`forget`](super::Store::forget)).
+    #[error("the idempotency store does not support this operation")]
+    Unsupported,
 }
 
 impl StoreError {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::codec;
 use super::{
-    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, KeyState, Record, RecordedResponse, Store,
     StoreError, StoreErrorKind, WaitSettled,
 };
 
@@ -578,5 +578,36 @@ impl Store for MemoryStore {
         let wait = max.min(Duration::from_nanos(lease_until.saturating_sub(now)));
         let _ = tokio::time::timeout(wait, notified).await;
         Ok(WaitSettled::Notified)
+    }
+
+    async fn inspect(&self, key: &KeyDigest) -> Result<KeyState, StoreError> {
+        let now = self.inner.now();
+        let Some(entry) = self.inner.entries.get(&MapKey::of(key)) else {
+            return Ok(KeyState::Absent);
+        };
+        if !entry.is_live(now) {
+            return Ok(KeyState::Absent);
+        }
+        let left = Duration::from_nanos(entry.deadline - now);
+        Ok(match &entry.state {
+            State::InFlight(_) => KeyState::InFlight { lease_left: left },
+            State::Completed(packed) => match packed.unpack()?.response {
+                Some(response) => KeyState::Completed {
+                    status: response.status,
+                    expires_in: left,
+                },
+                None => KeyState::Tombstone { expires_in: left },
+            },
+        })
+    }
+
+    async fn forget(&self, key: &KeyDigest) -> Result<bool, StoreError> {
+        let now = self.inner.now();
+        let mut live = false;
+        self.inner.remove_if(&MapKey::of(key), |entry| {
+            live = entry.is_live(now);
+            true
+        });
+        Ok(live)
     }
 }

@@ -10,6 +10,70 @@
 //! A store knows records, digests and tokens, and nothing of HTTP requests:
 //! keys arrive as a [`KeyDigest`] and requests as a [`Fingerprint`], two
 //! opaque 32-byte values the layer derives.
+//!
+//! # Operating a store
+//!
+//! "What happened to key K of tenant T?" [`Store::inspect`] answers it with a
+//! [`KeyState`]; [`Store::forget`] frees a key stuck behind a bug (read its
+//! warning first). Both take the digest the layer derives from the tenant's
+//! [`Scope`](crate::Scope) and the key. Behind your own authentication, with
+//! axum:
+//!
+//! ```
+//! use axum::extract::{Path, State};
+//! use axum::http::{HeaderMap, StatusCode};
+//! use axum::routing::get;
+//! use axum::Router;
+//! use tower_idempotency::store::{KeyDigest, Store};
+//! use tower_idempotency::{IdempotencyKey, MemoryStore, Scope};
+//!
+//! /// The digest of `key` for `tenant`, as a layer scoped by tenant
+//! /// (`scope_by_header(x-api-key)`, say) derives it.
+//! fn digest(tenant: &str, key: &str) -> Result<KeyDigest, StatusCode> {
+//!     let key = IdempotencyKey::parse(key.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
+//!     Ok(KeyDigest::new(&Scope::new(tenant.to_owned()), &key))
+//! }
+//!
+//! /// Your own check of the operator's credentials.
+//! fn authorized(headers: &HeaderMap) -> Result<(), StatusCode> {
+//!     match headers.get("x-admin-token") {
+//!         Some(token) if token == "change-me" => Ok(()),
+//!         _ => Err(StatusCode::UNAUTHORIZED),
+//!     }
+//! }
+//!
+//! async fn inspect(
+//!     State(store): State<MemoryStore>,
+//!     headers: HeaderMap,
+//!     Path((tenant, key)): Path<(String, String)>,
+//! ) -> Result<String, StatusCode> {
+//!     authorized(&headers)?;
+//!     let state = store.inspect(&digest(&tenant, &key)?).await;
+//!     state
+//!         .map(|state| format!("{state:?}"))
+//!         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
+//! }
+//!
+//! async fn forget(
+//!     State(store): State<MemoryStore>,
+//!     headers: HeaderMap,
+//!     Path((tenant, key)): Path<(String, String)>,
+//! ) -> Result<StatusCode, StatusCode> {
+//!     authorized(&headers)?;
+//!     match store.forget(&digest(&tenant, &key)?).await {
+//!         Ok(true) => Ok(StatusCode::NO_CONTENT),
+//!         Ok(false) => Ok(StatusCode::NOT_FOUND),
+//!         Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
+//!     }
+//! }
+//!
+//! let store = MemoryStore::new();
+//! // The same store (a clone shares it) as the layer's.
+//! let layer = tower_idempotency::IdempotencyLayer::new(store.clone());
+//! let admin: Router = Router::new()
+//!     .route("/admin/idempotency/{tenant}/{key}", get(inspect).delete(forget))
+//!     .with_state(store);
+//! ```
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +85,7 @@ pub mod conformance;
 mod digest;
 mod error;
 mod kept_headers;
+mod key_state;
 mod loan;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -34,6 +99,7 @@ mod token;
 pub use self::digest::{Fingerprint, KeyDigest};
 pub use self::error::{StoreError, StoreErrorKind};
 pub(crate) use self::kept_headers::recordable_headers;
+pub use self::key_state::KeyState;
 pub use self::loan::{ClaimLoan, CompletionFlag};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{
@@ -192,6 +258,55 @@ pub trait Store: Send + Sync + 'static {
     /// call on, or the handle is not lent.
     fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
         let _ = (loan, extensions);
+    }
+
+    /// Tells an operator what the store holds for `key`: nothing, a claim in
+    /// flight and its lease, a record and its status, or a tombstone, each
+    /// with the time it has left. It reads; it changes nothing.
+    ///
+    /// The key is the digest the layer derives; make it with
+    /// [`KeyDigest::new`] from the [`Scope`](crate::Scope) your scope
+    /// function gives the tenant's requests and the key as sent. Every store
+    /// of this crate implements it (as the conformance suite checks); the
+    /// default answers [`StoreErrorKind::Unsupported`].
+    ///
+    /// ```
+    /// use tower_idempotency::store::{KeyDigest, KeyState, Store};
+    /// use tower_idempotency::{IdempotencyKey, MemoryStore, Scope};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let key = IdempotencyKey::parse(b"order-42").unwrap();
+    /// let digest = KeyDigest::new(&Scope::new("tenant-7"), &key);
+    /// assert_eq!(store.inspect(&digest).await.unwrap(), KeyState::Absent);
+    /// # });
+    /// ```
+    fn inspect(
+        &self,
+        key: &KeyDigest,
+    ) -> impl Future<Output = Result<KeyState, StoreError>> + Send {
+        let _ = key;
+        std::future::ready(Err(StoreErrorKind::Unsupported.into()))
+    }
+
+    /// Forgets whatever the store holds for `key`, at once and atomically,
+    /// so the next request with the key runs afresh; answers whether a live
+    /// claim or record was there.
+    ///
+    /// # Warning
+    ///
+    /// Forgetting gives up the protection for that key: a retry of a request
+    /// that already ran runs it again (a second order, a second charge). Use
+    /// it for a key stuck behind a bug, or one a client must be able to
+    /// reuse, once you know what the first request did. A request still in
+    /// flight when its key is forgotten finishes, but its record is refused
+    /// (its token no longer owns the key), so the forget is never undone by a
+    /// late record.
+    ///
+    /// The default answers [`StoreErrorKind::Unsupported`].
+    fn forget(&self, key: &KeyDigest) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = key;
+        std::future::ready(Err(StoreErrorKind::Unsupported.into()))
     }
 }
 

@@ -16,8 +16,8 @@ use redis::{
 use super::codec;
 use super::timeout::within;
 use super::{
-    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, Store, StoreError, StoreErrorKind,
-    new_token,
+    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, KeyState, Record, Store, StoreError,
+    StoreErrorKind, new_token,
 };
 
 /// Claims a free key, or returns what it holds. One round trip.
@@ -61,11 +61,21 @@ const RECORD: &str = concat!(
 const RELEASE: &str = owned_by_token!("redis.call('DEL', KEYS[1])");
 /// Extends the lease of token ARGV[1] to ARGV[2] ms from now.
 const RENEW: &str = owned_by_token!("redis.call('PEXPIRE', KEYS[1], ARGV[2])");
+/// The key's value and its time to live in ms, read together; nil if absent.
+const INSPECT: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then return false end
+return {held, redis.call('PTTL', KEYS[1])}
+";
+/// Deletes the key whatever it holds; answers how many keys went (0 or 1).
+const FORGET: &str = "return redis.call('DEL', KEYS[1])";
 
 static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM));
 static RECORD_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD));
 static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
+static INSPECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT));
+static FORGET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET));
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "idempotency:";
@@ -543,6 +553,40 @@ impl Store for RedisStore {
             .arg(token.get().to_string())
             .arg(millis(lease));
         self.run_fenced(&call).await
+    }
+
+    /// One round trip: the value and its time to live, read in one script.
+    async fn inspect(&self, key: &KeyDigest) -> Result<KeyState, StoreError> {
+        let call = ScriptCall::new(&INSPECT_SCRIPT, &self.redis_key(key));
+        let (held, _): (Option<(Vec<u8>, i64)>, _) = self.run(&call, false).await?;
+        let Some((held, ttl_ms)) = held else {
+            return Ok(KeyState::Absent);
+        };
+        // A key without an expiry (-1) was not written by this store.
+        let left =
+            Duration::from_millis(u64::try_from(ttl_ms).map_err(|_| StoreErrorKind::Corrupt)?);
+        Ok(match decode_held(held)? {
+            ClaimOutcome::InFlight { .. } => KeyState::InFlight { lease_left: left },
+            ClaimOutcome::Completed(Record {
+                response: Some(response),
+                ..
+            }) => KeyState::Completed {
+                status: response.status,
+                expires_in: left,
+            },
+            ClaimOutcome::Completed(Record { response: None, .. }) => {
+                KeyState::Tombstone { expires_in: left }
+            }
+            ClaimOutcome::Claimed(_) => return Err(StoreErrorKind::Corrupt.into()),
+        })
+    }
+
+    /// One `DEL`, acknowledged by the replicas when replicated claims are on.
+    async fn forget(&self, key: &KeyDigest) -> Result<bool, StoreError> {
+        let call = ScriptCall::new(&FORGET_SCRIPT, &self.redis_key(key));
+        let (deleted, acknowledged): (i64, _) = self.run(&call, true).await?;
+        self.check_replicated(acknowledged)?;
+        Ok(deleted == 1)
     }
 }
 

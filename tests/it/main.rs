@@ -19,6 +19,7 @@ mod flood;
 mod keys;
 mod long_running;
 mod memory_store;
+mod operator;
 mod outcome;
 mod properties;
 mod recording_policy;

@@ -15,7 +15,8 @@ use tokio_postgres::NoTls;
 
 use crate::harness::{Flavor, trials};
 use tower_idempotency::store::{
-    ClaimLoan, ClaimOutcome, FencingToken, KeyDigest, PostgresStore, Record, Store, StoreError,
+    ClaimLoan, ClaimOutcome, FencingToken, KeyDigest, KeyState, PostgresStore, Record, Store,
+    StoreError,
 };
 use tower_idempotency::{Fingerprint, IdempotencyLayer};
 
@@ -121,6 +122,14 @@ impl Store for TestStore {
 
     fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
         self.store.lend_claim(loan, extensions);
+    }
+
+    async fn inspect(&self, key: &KeyDigest) -> Result<KeyState, StoreError> {
+        self.store.inspect(key).await
+    }
+
+    async fn forget(&self, key: &KeyDigest) -> Result<bool, StoreError> {
+        self.store.forget(key).await
     }
 }
 

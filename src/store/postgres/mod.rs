@@ -20,8 +20,8 @@ pub use self::claim::{CompletionError, PostgresClaim};
 use super::codec;
 use super::timeout::within;
 use super::{
-    ClaimLoan, ClaimOutcome, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
-    StoreError, StoreErrorKind, new_token,
+    ClaimLoan, ClaimOutcome, FencingToken, Fingerprint, KeyDigest, KeyState, Record,
+    RecordedResponse, Store, StoreError, StoreErrorKind, new_token,
 };
 
 /// The default table name.
@@ -112,6 +112,8 @@ struct Statements {
     release: String,
     renew: String,
     purge: String,
+    inspect: String,
+    forget: String,
     /// The handler's completion, in its own transaction (see
     /// [`PostgresClaim`]); shared with every claim lent.
     complete: Arc<str>,
@@ -148,6 +150,12 @@ impl Statements {
                     WHERE {owned}"
             ),
             release: format!("DELETE FROM {table} WHERE {owned}"),
+            inspect: format!(
+                "SELECT completed, status IS NOT NULL, status,
+                    greatest(ceil(extract(epoch FROM expires_at - now()) * 1000), 0)::bigint
+                    FROM {table} WHERE key = $1 AND expires_at > now()"
+            ),
+            forget: format!("DELETE FROM {table} WHERE key = $1 RETURNING expires_at > now()"),
             // As `record`, fenced by the database's clock at the statement,
             // not `now()`: in the handler's transaction, `now()` is when the
             // transaction began, maybe before the lease lapsed.
@@ -545,6 +553,48 @@ impl Store for PostgresStore {
             &[&&key.as_bytes()[..], &token_value, &lease_ms],
         )
         .await
+    }
+
+    /// One statement: the row, if live, and the time it has left.
+    async fn inspect(&self, key: &KeyDigest) -> Result<KeyState, StoreError> {
+        let rows = self
+            .query(&self.sql.inspect, &[&&key.as_bytes()[..]])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(KeyState::Absent);
+        };
+        let corrupt = |_| StoreError::new(StoreErrorKind::Corrupt);
+        let completed: bool = row.try_get(0).map_err(corrupt)?;
+        let answered: bool = row.try_get(1).map_err(corrupt)?;
+        let left_ms: i64 = row.try_get(3).map_err(corrupt)?;
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        if !completed {
+            return Ok(KeyState::InFlight { lease_left: left });
+        }
+        if !answered {
+            return Ok(KeyState::Tombstone { expires_in: left });
+        }
+        let status: i16 = row.try_get(2).map_err(corrupt)?;
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|status| StatusCode::from_u16(status).ok())
+            .ok_or(StoreErrorKind::Corrupt)?;
+        Ok(KeyState::Completed {
+            status,
+            expires_in: left,
+        })
+    }
+
+    /// One `DELETE` of the key's row, whatever it holds.
+    async fn forget(&self, key: &KeyDigest) -> Result<bool, StoreError> {
+        let rows = self
+            .query(&self.sql.forget, &[&&key.as_bytes()[..]])
+            .await?;
+        let corrupt = |_| StoreError::new(StoreErrorKind::Corrupt);
+        match rows.first() {
+            Some(row) => row.try_get(0).map_err(corrupt),
+            None => Ok(false),
+        }
     }
 
     /// Lends the handler a [`PostgresClaim`], to complete the record in its
