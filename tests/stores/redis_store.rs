@@ -158,6 +158,10 @@ impl PrivateRedis {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         });
+        // A directory of its own: a replica's full sync writes an RDB file
+        // there, never into the working tree.
+        let dir = std::env::temp_dir().join(format!("tower-idempotency-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
         let process = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -167,6 +171,8 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
+            .arg("--dir")
+            .arg(&dir)
             .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn();
