@@ -138,7 +138,6 @@ impl PrivateRedis {
         let redis = Self::start_with(None, &["--replicaof", "127.0.0.1", &primary_port]).await;
         // Wait until the primary sees it online.
         for _ in 0..200 {
-            crate::cluster::cut_replication(primary.port).await;
             let mut connection = primary.connection().await.unwrap();
             let info: String = redis::cmd("INFO")
                 .arg("replication")
