@@ -222,6 +222,7 @@
 //! - `client`: the client layers, without the server's dependencies.
 //! - `redis`, `postgres`: the networked stores.
 //! - `sqlx`: fenced completion in an `sqlx` transaction.
+//! - `redis-rustls`, `postgres-rustls`: TLS to the networked stores.
 //! - `tracing`: a span per covered request and events for store failures;
 //!   without it, [`on_outcome`](IdempotencyLayer::on_outcome) reports the same
 //!   outcomes to any metrics system.

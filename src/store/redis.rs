@@ -110,12 +110,22 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 ///   error, the layer with 503 (or fail-open), and the connection manager
 ///   reconnects by itself when Redis is back.
 ///
+/// **TLS** (feature `redis-rustls`, rustls with ring): `rediss://` URLs work
+/// in [`connect`](Self::connect) and [`connect_cluster`](Self::connect_cluster),
+/// the certificate checked against the platform's root store (which reads
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR`: point them at a private CA's
+/// certificate). `rediss://host:port/#insecure` encrypts without checking
+/// the certificate: for a test server's self-signed one, never in
+/// production. For client certificates or a CA given as bytes, build the
+/// client yourself with the `redis` crate (re-exported in
+/// [`clients`](super::clients), so its version is the store's) and hand its
+/// connection to [`new`](Self::new) or [`from_cluster`](Self::from_cluster).
+///
 /// On a managed Redis Cluster (the services' "cluster mode"), pass the
 /// nodes or the configuration endpoint to
-/// [`connect_cluster`](Self::connect_cluster); where the service requires TLS
-/// or auth, build a `redis::cluster::ClusterClient` with those settings (the
-/// `redis` crate's TLS features) and hand its connection to
-/// [`from_cluster`](Self::from_cluster). Turn on
+/// [`connect_cluster`](Self::connect_cluster); where the service requires
+/// auth or settings of its own, build a `redis::cluster::ClusterClient` with
+/// them and hand its connection to [`from_cluster`](Self::from_cluster). Turn on
 /// [`replicas_acked`](Self::replicas_acked) where a second execution after a
 /// failover would cost money.
 ///
@@ -194,7 +204,8 @@ impl RedisStore {
         }
     }
 
-    /// Connects to the Redis at `url` (`redis://host:port/db`) and checks that
+    /// Connects to the Redis at `url` (`redis://host:port/db`, or
+    /// `rediss://` for TLS with the feature `redis-rustls`) and checks that
     /// it answers, within 2 seconds; the error names the address and the
     /// cause.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {

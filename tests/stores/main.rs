@@ -29,6 +29,7 @@ mod postgres_store;
 mod redis_cluster;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod tls;
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         trials.extend(redis.gate(on_redis));
         let redis_server = harness::Service::program("redis-server");
         trials.extend(redis_server.gate(redis_store::private_trials()));
+        let tls_tools = harness::Service::programs(&["redis-server", "openssl"]);
+        trials.extend(tls_tools.gate(tls::redis_trials()));
         let mut on_cluster = conformance::redis_cluster();
         on_cluster.extend(redis_cluster::shared_trials());
         on_cluster.extend(redis_cluster::private_trials());
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         on_postgres.extend(postgres_store::trials());
         on_postgres.extend(postgres_fenced::trials());
         on_postgres.extend(example_payments::trials());
+        on_postgres.extend(tls::postgres_trials());
         on_postgres.extend(example_orders::postgres_trials());
         trials.extend(postgres.gate(on_postgres));
     }

@@ -122,8 +122,8 @@ async fn an_unreachable_redis_answers_503_within_the_timeout() {
 }
 
 /// A Redis of this test's own, on a free port, stopped when dropped.
-struct PrivateRedis {
-    port: u16,
+pub struct PrivateRedis {
+    pub port: u16,
     process: std::process::Child,
 }
 
@@ -152,7 +152,7 @@ impl PrivateRedis {
         panic!("the replica did not come online");
     }
 
-    async fn start_with(port: Option<u16>, extra: &[&str]) -> Self {
+    pub async fn start_with(port: Option<u16>, extra: &[&str]) -> Self {
         let port = port.unwrap_or_else(|| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()

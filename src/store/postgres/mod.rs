@@ -7,10 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use http::StatusCode;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Socket};
 
 mod claim;
+#[cfg(feature = "postgres-rustls")]
+mod tls;
 #[cfg(feature = "sqlx")]
 mod with_sqlx;
 mod with_tokio_postgres;
@@ -45,8 +48,11 @@ pub struct InvalidTableName(String);
 ///
 /// - **Client**: `tokio-postgres` through a `deadpool-postgres` pool, which
 ///   replaces broken connections by itself, so the store recovers after a
-///   database restart. Hand in your own pool with [`new`](Self::new), or let
-///   [`connect`](Self::connect) make one from a URL.
+///   database restart. Hand in your own pool with [`new`](Self::new) (the
+///   crates are re-exported in [`clients`](super::clients)), or let
+///   [`connect`](Self::connect) make one from a URL; TLS as the URL's
+///   `sslmode` says, with the feature `postgres-rustls`, or with a connector
+///   of your own through [`connect_with_tls`](Self::connect_with_tls).
 /// - **One clock**: every lease and expiry is computed and compared with the
 ///   database's `now()`, so replicas whose clocks disagree still agree on when
 ///   a lease ends.
@@ -194,13 +200,80 @@ impl PostgresStore {
     /// Creates a store with a pool of up to 16 connections to the database at `url`
     /// (`postgres://user@host:port/db`), checked by one connection within 2
     /// seconds; the error names the address and the cause.
+    ///
+    /// TLS follows the URL's `sslmode`, as libpq reads it: `disable` never,
+    /// `prefer` (the default) when the server offers it, `require` always,
+    /// in both cases encrypted without checking the server's certificate.
+    /// TLS needs the feature `postgres-rustls`; without it, `prefer`
+    /// connects in the clear and `require` is refused with an error that
+    /// says so. To check the certificate (against your provider's CA, say),
+    /// bring your own connector: [`connect_with_tls`](Self::connect_with_tls).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+            return Self::connect_config(config, NoTls).await;
+        }
+        #[cfg(feature = "postgres-rustls")]
+        {
+            Self::connect_config(config, tls::encrypt_only()?).await
+        }
+        #[cfg(not(feature = "postgres-rustls"))]
+        {
+            if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                return Err(StoreError::with_source(
+                    StoreErrorKind::Unavailable,
+                    CannotConnect {
+                        address: addresses(&config),
+                        cause: "sslmode=require needs TLS: build with the feature \
+                                `postgres-rustls`"
+                            .to_owned(),
+                    },
+                ));
+            }
+            Self::connect_config(config, NoTls).await
+        }
+    }
+
+    /// As [`connect`](Self::connect), with a TLS connector of your own: one
+    /// that checks the server's certificate against the CA you trust, for
+    /// example `tokio_postgres_rustls::MakeRustlsConnect` (0.14) over a
+    /// `rustls` (0.23) client configuration with your roots. The URL's
+    /// `sslmode` still says whether TLS is used.
+    ///
+    /// ```no_run
+    /// use tower_idempotency::store::PostgresStore;
+    ///
+    /// # async fn example() -> Result<(), tower_idempotency::store::StoreError> {
+    /// // NoTls, or a connector that verifies, such as tokio-postgres-rustls's.
+    /// let tls = tokio_postgres::NoTls;
+    /// let store = PostgresStore::connect_with_tls("postgres://app@db:5432/app", tls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with_tls<T>(url: &str, tls: T) -> Result<Self, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::with_source(StoreErrorKind::Unavailable, error))?;
+        Self::connect_config(config, tls).await
+    }
+
+    async fn connect_config<T>(config: tokio_postgres::Config, tls: T) -> Result<Self, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
