@@ -509,6 +509,68 @@ fn failure(answer: &Answer) -> Option<&str> {
 const LEASE: Duration = Duration::from_secs(1);
 const PAYMENT: &str = r#"{"amount":100,"currency":"EUR"}"#;
 
+/// Two replicas on one database, A frozen (its renewals held back), with
+/// A's payment stalled in its open transaction until its lease has lapsed.
+struct StaleOwner {
+    fixture: Fixture,
+    a: Router,
+    b: Router,
+    bank_a: Arc<Bank>,
+    bank_b: Arc<Bank>,
+    /// A's request, waiting at its gate after its insert.
+    stale: tokio::task::JoinHandle<Answer>,
+}
+
+impl StaleOwner {
+    async fn stalled(name: &str, client: Client, isolation: Isolation) -> Self {
+        let fixture = fixture(name).await;
+        let (replica_a, replica_b) = (fixture.replica(true).await, fixture.replica(false).await);
+        let (bank_a, bank_b) = (
+            fixture.bank(client, isolation).await,
+            fixture.bank(client, isolation).await,
+        );
+        let a = fixture.app(&replica_a, &bank_a, LEASE);
+        let b = fixture.app(&replica_b, &bank_b, LEASE);
+        bank_a.after_insert.arm();
+        let stale = tokio::spawn({
+            let a = a.clone();
+            async move { send(&a, payment("k1", PAYMENT)).await }
+        });
+        bank_a.after_insert.arrived().await;
+        fixture.lease_lapsed().await;
+        Self {
+            fixture,
+            a,
+            b,
+            bank_a,
+            bank_b,
+            stale,
+        }
+    }
+
+    /// Lets A resume; returns its answer.
+    async fn resume(&mut self) -> Answer {
+        self.bank_a.after_insert.open();
+        (&mut self.stale).await.unwrap()
+    }
+
+    /// One payment, the owner's; A refused; retries on both replay.
+    async fn assert_owner_alone_paid(&self, stale: &Answer, owner: &Answer) {
+        assert_eq!(
+            self.fixture.payment_ids().await,
+            vec![id_of(owner)],
+            "one payment: the owner's"
+        );
+        assert_eq!(stale.status, 503, "{stale:?}");
+        assert_eq!(failure(stale), Some("fenced"));
+        for app in [&self.a, &self.b] {
+            let retry = send(app, payment("k1", PAYMENT)).await;
+            assert!(retry.is_replay(), "{retry:?}");
+            assert_eq!(retry.body, owner.body);
+        }
+    }
+}
+
 /// A stalls in its open transaction past its lease; B takes the key over,
 /// pays and completes; A resumes: its completion is refused and it rolls
 /// back. One payment, B's, and every retry replays B's receipt.
@@ -516,41 +578,12 @@ async fn a_stale_owner_is_refused_after_the_new_owner_completed(
     client: Client,
     isolation: Isolation,
 ) {
-    let fixture = fixture("stale_done").await;
-    let (replica_a, replica_b) = (fixture.replica(true).await, fixture.replica(false).await);
-    let (bank_a, bank_b) = (
-        fixture.bank(client, isolation).await,
-        fixture.bank(client, isolation).await,
-    );
-    let a = fixture.app(&replica_a, &bank_a, LEASE);
-    let b = fixture.app(&replica_b, &bank_b, LEASE);
-
-    bank_a.after_insert.arm();
-    let stale = tokio::spawn({
-        let a = a.clone();
-        async move { send(&a, payment("k1", PAYMENT)).await }
-    });
-    bank_a.after_insert.arrived().await;
-    fixture.lease_lapsed().await;
-
-    let owner = send(&b, payment("k1", PAYMENT)).await;
+    let mut test = StaleOwner::stalled("stale_done", client, isolation).await;
+    let owner = send(&test.b, payment("k1", PAYMENT)).await;
     assert_eq!(owner.status, 201, "{owner:?}");
     assert!(!owner.is_replay());
-
-    bank_a.after_insert.open();
-    let stale = stale.await.unwrap();
-    assert_eq!(
-        fixture.payment_ids().await,
-        vec![id_of(&owner)],
-        "one payment: the owner's"
-    );
-    assert_eq!(stale.status, 503, "{stale:?}");
-    assert_eq!(failure(&stale), Some("fenced"));
-    for app in [&a, &b] {
-        let retry = send(app, payment("k1", PAYMENT)).await;
-        assert!(retry.is_replay(), "{retry:?}");
-        assert_eq!(retry.body, owner.body);
-    }
+    let stale = test.resume().await;
+    test.assert_owner_alone_paid(&stale, &owner).await;
 }
 
 /// As above, but A resumes while B has taken the key over and is still in
@@ -559,45 +592,18 @@ async fn a_stale_owner_is_refused_while_the_new_owner_is_in_its_transaction(
     client: Client,
     isolation: Isolation,
 ) {
-    let fixture = fixture("stale_open").await;
-    let (replica_a, replica_b) = (fixture.replica(true).await, fixture.replica(false).await);
-    let (bank_a, bank_b) = (
-        fixture.bank(client, isolation).await,
-        fixture.bank(client, isolation).await,
-    );
-    let a = fixture.app(&replica_a, &bank_a, LEASE);
-    let b = fixture.app(&replica_b, &bank_b, LEASE);
-
-    bank_a.after_insert.arm();
-    let stale = tokio::spawn({
-        let a = a.clone();
-        async move { send(&a, payment("k1", PAYMENT)).await }
-    });
-    bank_a.after_insert.arrived().await;
-    fixture.lease_lapsed().await;
-
-    bank_b.after_insert.arm();
+    let mut test = StaleOwner::stalled("stale_open", client, isolation).await;
+    test.bank_b.after_insert.arm();
     let owner = tokio::spawn({
-        let b = b.clone();
+        let b = test.b.clone();
         async move { send(&b, payment("k1", PAYMENT)).await }
     });
-    bank_b.after_insert.arrived().await;
-
-    bank_a.after_insert.open();
-    let stale = stale.await.unwrap();
-    bank_b.after_insert.open();
+    test.bank_b.after_insert.arrived().await;
+    let stale = test.resume().await;
+    test.bank_b.after_insert.open();
     let owner = owner.await.unwrap();
-    assert_eq!(stale.status, 503, "{stale:?}");
-    assert_eq!(failure(&stale), Some("fenced"));
     assert_eq!(owner.status, 201, "{owner:?}");
-    assert_eq!(
-        fixture.payment_ids().await,
-        vec![id_of(&owner)],
-        "one payment: the owner's"
-    );
-    let retry = send(&a, payment("k1", PAYMENT)).await;
-    assert!(retry.is_replay(), "{retry:?}");
-    assert_eq!(retry.body, owner.body);
+    test.assert_owner_alone_paid(&stale, &owner).await;
 }
 
 /// A lease that lapsed is lost even when nobody has taken the key yet: the
