@@ -13,7 +13,7 @@
 /// | --- | --- | --- |
 /// | a key reused with a different payload gets **422** | 409 | **422** `idempotency_key_payload_mismatch` |
 /// | the key MUST be an sf-string (`"abc"`) | bare and quoted keys both accepted | the same: the MUST binds clients, and refusing bare keys would help no one |
-/// | a retry after completion gets the previous result, "success or an error" | 5xx, 408, 425 and 429 are not recorded: the retry runs again | the same: the draft leaves other errors to the server's documentation, and a replayed 503 would keep a client from ever succeeding |
+/// | a retry after completion gets the previous result, "success or an error" | 5xx, 408, 425 and 429 are not recorded (nor 401 and 415, refusals of headers outside the fingerprint): the retry runs again | the same: the draft leaves other errors to the server's documentation, and a replayed 503 would keep a client from ever succeeding |
 /// | a fingerprint MAY be used | always used | the same |
 /// | errors described with RFC 7807 problem details | RFC 9457 (which obsoletes 7807; same format) | the same |
 ///

@@ -104,9 +104,11 @@ proptest! {
     #[test]
     fn the_default_policy_never_records_what_a_retry_may_change(code in 100u16..=599) {
         let status = StatusCode::from_u16(code).unwrap();
+        // A retry may change these: a retry-later status, or a refusal of
+        // credentials or Content-Type, headers outside the fingerprint.
         let retryable = status.is_informational()
             || status.is_server_error()
-            || [408, 425, 429].contains(&code);
+            || [401, 408, 415, 425, 429].contains(&code);
         prop_assert_eq!(default_record_policy(status), !retryable);
     }
 }

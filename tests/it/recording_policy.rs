@@ -1,4 +1,4 @@
-//! Which responses are recorded : 5xx, 408, 425 and 429 are
+//! Which responses are recorded: 5xx, 408, 425, 429, 401 and 415 are
 //! not by default; the policy is configurable.
 
 use crate::common::{Runs, request, send};
