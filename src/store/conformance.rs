@@ -80,6 +80,10 @@ pub enum Check {
     /// `forget` frees a completed key for a new claim, and a forgotten
     /// claim's owner can record, renew and release nothing more.
     ForgetFreesTheKeyAndFencesItsOwner,
+    /// A `forget` racing its key's `record` wins either way round: the record
+    /// lands first and is forgotten, or is refused; the key ends free, never
+    /// holding part of a record (32 races on keys of their own).
+    AForgetRacingARecordLeavesNoHalfState,
 }
 
 impl Check {
@@ -99,6 +103,7 @@ impl Check {
         Check::RenewalExtendsTheLease,
         Check::InspectTellsEachState,
         Check::ForgetFreesTheKeyAndFencesItsOwner,
+        Check::AForgetRacingARecordLeavesNoHalfState,
     ];
 
     /// Returns the check's name, as a test name (`a_stale_owner_is_fenced_off`).
@@ -119,6 +124,9 @@ impl Check {
             Check::InspectTellsEachState => "inspect_tells_each_state",
             Check::ForgetFreesTheKeyAndFencesItsOwner => {
                 "forget_frees_the_key_and_fences_its_owner"
+            }
+            Check::AForgetRacingARecordLeavesNoHalfState => {
+                "a_forget_racing_a_record_leaves_no_half_state"
             }
         }
     }
@@ -160,6 +168,9 @@ impl Check {
             Check::InspectTellsEachState => inspect_tells_each_state(store).await,
             Check::ForgetFreesTheKeyAndFencesItsOwner => {
                 forget_frees_the_key_and_fences_its_owner(store).await
+            }
+            Check::AForgetRacingARecordLeavesNoHalfState => {
+                a_forget_racing_a_record_leaves_no_half_state(store).await
             }
         }
     }
@@ -514,4 +525,50 @@ async fn forget_frees_the_key_and_fences_its_owner<S: Store>(store: Arc<S>) {
     lease_lost(store.renew(&in_flight, owner, LEASE).await);
     lease_lost(store.release(&in_flight, owner).await);
     assert_eq!(ok(store.inspect(&in_flight).await), KeyState::Absent);
+}
+
+async fn a_forget_racing_a_record_leaves_no_half_state<S: Store>(store: Arc<S>) {
+    let record = Record {
+        fingerprint: FP_A,
+        response: Some(sample_response()),
+    };
+    for round in 0..32 {
+        let key = unique_key(&format!("forget-race-{round}"));
+        let token = claimed(&*store, &key, &FP_A, LEASE).await;
+        let barrier = Arc::new(Barrier::new(2));
+        let recording = tokio::spawn({
+            let (store, barrier, record) = (store.clone(), barrier.clone(), record.clone());
+            async move {
+                barrier.wait().await;
+                store.record(&key, token, &record, TTL).await
+            }
+        });
+        let forgetting = tokio::spawn({
+            let (store, barrier) = (store.clone(), barrier.clone());
+            async move {
+                barrier.wait().await;
+                store.forget(&key).await
+            }
+        });
+        let recorded = recording.await.expect("the recording task panicked");
+        let forgot = ok(forgetting.await.expect("the forgetting task panicked"));
+        // Either way round, the forget found the claim or the record.
+        assert!(forgot, "round {round}: nothing to forget");
+        // The record landed first, or was refused: never half of it.
+        if let Err(error) = &recorded {
+            assert_eq!(
+                error.kind(),
+                StoreErrorKind::LeaseLost,
+                "round {round}: {error:?}"
+            );
+        }
+        // Whichever came first, the key ends free.
+        match ok(store.claim(&key, &FP_B, LEASE).await) {
+            ClaimOutcome::Claimed(_) => {}
+            ClaimOutcome::Completed(_) => {
+                panic!("round {round}: a record written after the forget stands")
+            }
+            other => panic!("round {round}: the key is not free after a forget: {other:?}"),
+        }
+    }
 }
