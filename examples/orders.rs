@@ -8,7 +8,9 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `TTL_SECS` (default 86400),
 //! `LEASE_SECS` (default: the layer's, 30), `STORE_TIMEOUT_MS` (default: the
-//! layer's, 2000). Keys are scoped by the `X-Api-Key` header.
+//! layer's, 2000), `RETRY_HINTS` (default `true`: the layer's rejections say
+//! whether to retry, for the SDKs that read it). Keys are scoped by the
+//! `X-Api-Key` header.
 //!
 //! The store is in memory, unless `REDIS_URL` is set (build with
 //! `--features redis`; keys under `KEY_PREFIX`, default `orders-example:`),
@@ -105,6 +107,9 @@ fn app<St: Store>(store: St) -> Result<Router, Box<dyn Error>> {
     }
     if let Some(timeout) = env_opt::<u64>("STORE_TIMEOUT_MS")? {
         layer = layer.store_timeout(Duration::from_millis(timeout));
+    }
+    if let Some(hints) = env_opt::<bool>("RETRY_HINTS")? {
+        layer = layer.retry_hints(hints);
     }
     Ok(Router::new()
         .route("/orders", post(create_order).get(list_orders))
