@@ -136,8 +136,9 @@ impl PrivateRedis {
     async fn replica_of(primary: &PrivateRedis) -> Self {
         let primary_port = primary.port.to_string();
         let redis = Self::start_with(None, &["--replicaof", "127.0.0.1", &primary_port]).await;
-        // Wait until the primary sees it online.
-        for _ in 0..200 {
+        // Wait until the primary sees it online (a condition, polled; the
+        // bound only ends a wait that will never succeed).
+        for _ in 0..800 {
             let mut connection = primary.connection().await.unwrap();
             let info: String = redis::cmd("INFO")
                 .arg("replication")
@@ -145,7 +146,17 @@ impl PrivateRedis {
                 .await
                 .unwrap();
             if info.contains("connected_slaves:1") && info.contains("state=online") {
-                return redis;
+                // Online, and acknowledging writes: what replicated claims
+                // need of it.
+                let acknowledged: i64 = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(100)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                if acknowledged == 1 {
+                    return redis;
+                }
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
