@@ -89,22 +89,22 @@ impl Service {
         }
     }
 
-    /// A program on the PATH, there if `program --version` runs.
+    /// A program on the PATH, there if it starts (`program --version`,
+    /// whatever it answers: `openssl` knows no `--version` and says so).
     pub fn program(program: &str) -> Self {
         let ran = std::process::Command::new(program)
             .arg("--version")
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
         Self {
-            missing: match ran {
-                Ok(status) if status.success() => None,
-                Ok(status) => Some(format!("`{program} --version` failed ({status})")),
-                Err(error) => Some(format!("no `{program}` on the PATH ({error})")),
-            },
+            missing: ran
+                .err()
+                .map(|error| format!("no `{program}` on the PATH ({error})")),
         }
     }
 
-    /// Programs on the PATH, there if each `program --version` runs.
+    /// Programs on the PATH, there if each starts.
     pub fn programs(programs: &[&str]) -> Self {
         Self {
             missing: programs
