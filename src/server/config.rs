@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, Method, StatusCode};
 
 use super::decision::DecisionConfig;
+use super::join::JoinBoard;
 use super::outcome::OutcomeHook;
 use super::request::{FingerprintConfig, GlobalScope, SharedScopeFn};
 use super::response::{Rejection, RejectionFormat, default_record_policy};
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) record_policy: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
     pub(crate) decision: DecisionConfig,
     pub(crate) wait_in_flight: Option<Duration>,
+    /// Joining on: where this layer's joiners and responses meet.
+    pub(crate) joins: Option<Arc<JoinBoard>>,
     pub(crate) run_to_completion: bool,
     pub(crate) on_outcome: Option<OutcomeHook>,
     pub(crate) rejections: RejectionFormat,
@@ -56,6 +59,7 @@ impl Default for Config {
                 mismatch: Rejection::PayloadMismatch,
             },
             wait_in_flight: None,
+            joins: None,
             run_to_completion: true,
             on_outcome: None,
             rejections: RejectionFormat::default(),
@@ -83,6 +87,7 @@ impl fmt::Debug for Config {
             .field("store_timeout", &self.store_timeout)
             .field("decision", &self.decision)
             .field("wait_in_flight", &self.wait_in_flight)
+            .field("join_in_flight", &self.joins.is_some())
             .field("run_to_completion", &self.run_to_completion)
             .finish_non_exhaustive()
     }

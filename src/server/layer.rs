@@ -36,6 +36,7 @@ use crate::store::Store;
 /// | [`store_timeout`](Self::store_timeout) | 2 seconds |
 /// | [`record_policy`](Self::record_policy) | [`default_record_policy`](super::default_record_policy) |
 /// | [`wait_in_flight`](Self::wait_in_flight) | none: 409 in-progress at once |
+/// | [`join_in_flight`](Self::join_in_flight) | off: a retry never joins a response as it streams |
 /// | [`run_to_completion`](Self::run_to_completion) | `true`: dropped requests finish in the background |
 /// | [`on_outcome`](Self::on_outcome) | none |
 /// | [`retry_after`](Self::retry_after) | 1 second |
@@ -266,6 +267,70 @@ impl<St: Store> IdempotencyLayer<St> {
     #[must_use]
     pub fn wait_in_flight(mut self, bound: Duration) -> Self {
         self.config.wait_in_flight = Some(bound);
+        self
+    }
+
+    /// Makes a retry that finds its key in flight (same request) join the
+    /// response as it streams, instead of answering 409: it waits, up to
+    /// `bound`, for the response's head, then answers with the same status
+    /// and headers plus `Idempotent-Replayed: true`, and a body that is the
+    /// original body byte for byte: what was produced so far at once, then
+    /// each chunk as the service produces it, ending when the original ends
+    /// (once its record is made). This includes
+    /// [`wait_in_flight(bound)`](Self::wait_in_flight): a key whose response
+    /// has not started waits for it, and one that settles meanwhile is
+    /// replayed.
+    ///
+    /// The case in point is a long generation streamed as server-sent
+    /// events: the client gives up after 20 seconds, retries with its key,
+    /// and reads the same stream from its first event, live, while the
+    /// generation runs once.
+    ///
+    /// - Any number of retries join one response and share one copy of it
+    ///   (no copy per joiner), bounded by the
+    ///   [recording limit](Self::response_record_limit). A response that
+    ///   outgrows it cuts its joiners, and later ones get 409
+    ///   `idempotency_response_not_replayable`, as replays would.
+    /// - If the original breaks off (its body fails, its lease is lost, its
+    ///   work is dropped with [`run_to_completion`](Self::run_to_completion)
+    ///   off), every joined body ends with a [`JoinInterrupted`] error, so the
+    ///   server cuts the connection: a joiner never takes a part for the
+    ///   whole. The key is released as usual, and the next retry runs again.
+    /// - The original's client going away changes nothing for joiners while
+    ///   run to completion is on (the default).
+    /// - Joining happens within one layer, in one process: the response and
+    ///   its joiners share memory, whatever the store. A retry that reaches
+    ///   another replica waits for the record and replays it (up to
+    ///   `bound`), as with [`wait_in_flight`](Self::wait_in_flight).
+    /// - A joiner is sent what was produced so far when the original produces
+    ///   its next chunk, or at its next lease renewal if that comes first.
+    /// - A response nobody joins pays one atomic load per chunk for this, and
+    ///   no task, channel or allocation.
+    ///
+    /// Default: off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{Router, body::Body, routing::post};
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+    ///
+    /// async fn generate(prompt: String) -> Body {
+    ///     let events = (0..3).map(move |i| {
+    ///         Ok::<_, std::convert::Infallible>(format!("data: {prompt} {i}\n\n"))
+    ///     });
+    ///     Body::from_stream(futures_util::stream::iter(events))
+    /// }
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new())
+    ///     .join_in_flight(Duration::from_secs(30));
+    /// let app: Router = Router::new().route("/v1/generations", post(generate)).layer(layer);
+    /// ```
+    ///
+    /// [`JoinInterrupted`]: crate::server::JoinInterrupted
+    #[must_use]
+    pub fn join_in_flight(mut self, bound: Duration) -> Self {
+        self.config.wait_in_flight = Some(bound);
+        self.config.joins = Some(Arc::default());
         self
     }
 

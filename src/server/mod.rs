@@ -9,6 +9,8 @@
 //!   [`Idempotency`] service, its [`ResponseFuture`]) and the decision it
 //!   takes from the store's answer;
 //! - a claim's life (asking the store, the lease, the work under the claim);
+//! - joining a response in flight (the live copy a streaming response feeds
+//!   and its joiners read);
 //! - the response ([`ResponseBody`], what is recorded, replays, rejections);
 //! - outcome reporting ([`Outcome`], [`OutcomeReport`]).
 //!
@@ -20,6 +22,7 @@ mod config;
 mod content_length;
 mod decision;
 mod future;
+mod join;
 mod layer;
 mod outcome;
 mod profile;
@@ -28,12 +31,17 @@ mod response;
 mod service;
 
 pub use self::future::ResponseFuture;
+pub use self::join::JoinInterrupted;
 pub use self::layer::IdempotencyLayer;
 pub use self::outcome::{Outcome, OutcomeReport};
 pub use self::profile::Profile;
 pub use self::request::{IdempotencyKey, InvalidKey, RequestBody, Scope, ScopeFn};
 pub use self::response::{ResponseBody, default_record_policy};
 pub use self::service::Idempotency;
+
+/// The error type of [`ResponseBody`]: the service body's own error, boxed,
+/// or a [`JoinInterrupted`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::request::canonicalize;

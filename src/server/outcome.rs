@@ -24,6 +24,10 @@ pub enum Outcome {
     Executed,
     /// The recorded response was sent again.
     Replayed,
+    /// The key was in flight with its response streaming: the request
+    /// joined it (see
+    /// [`join_in_flight`](crate::IdempotencyLayer::join_in_flight)).
+    Joined,
     /// The key was used with another request: 409 (or 422).
     Mismatch,
     /// The key is in flight: 409 with `Retry-After`.
@@ -38,11 +42,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Returns the outcome as a short label, for metrics: `executed`, `replayed`,
-    /// `mismatch`, `in_progress`, `rejected`, `store_error`.
+    /// `joined`, `mismatch`, `in_progress`, `rejected`, `store_error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Executed => "executed",
             Self::Replayed => "replayed",
+            Self::Joined => "joined",
             Self::Mismatch => "mismatch",
             Self::InProgress => "in_progress",
             Self::Rejected => "rejected",
@@ -116,7 +121,9 @@ pub(crate) fn report(
             span.record("key_digest", tracing::field::display(DigestPrefix(digest)));
         }
         match outcome {
-            Outcome::Executed | Outcome::Replayed => tracing::debug!(%outcome, "idempotency"),
+            Outcome::Executed | Outcome::Replayed | Outcome::Joined => {
+                tracing::debug!(%outcome, "idempotency")
+            }
             Outcome::Mismatch | Outcome::InProgress | Outcome::Rejected => {
                 tracing::info!(%outcome, "idempotency")
             }

@@ -12,14 +12,15 @@ use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::claim::{Claim, acquire, execute};
+use super::BoxError;
+use super::claim::{Acquired, Claim, acquire, execute};
 use super::config::{Config, Shared};
 use super::content_length::declared_len;
 use super::decision::Decision;
 use super::future::ResponseFuture;
 use super::outcome::{Outcome, report};
 use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
-use super::response::{Rejection, ResponseBody, rejection_response, replay};
+use super::response::{Rejection, ResponseBody, joined, rejection_response, replay};
 use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
 
 /// Middleware that runs the inner service once per idempotency key and
@@ -128,6 +129,7 @@ where
     St: Store,
     ReqB: Body<Data = Bytes> + Send + 'static,
     ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -190,6 +192,7 @@ where
     St: Store,
     ReqB: Body<Data = Bytes>,
     ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
 {
     let started = Instant::now();
     let config = &shared.config;
@@ -208,10 +211,30 @@ where
         }
     };
     let asked = Instant::now();
-    let (claim, claimed_at) = acquire(&shared, &digest, &fingerprint).await;
+    let acquired = acquire(&shared, &digest, &fingerprint).await;
     let store_latency = asked.elapsed();
-    let decision = config.decision.decide(claim, &fingerprint);
     let hook = config.on_outcome.as_ref();
+    let (claim, claimed_at) = match acquired {
+        Acquired::Answered(claim, claimed_at) => (claim, claimed_at),
+        Acquired::Joined(head, watcher) => {
+            let elapsed = started.elapsed();
+            report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+            return Ok(joined(&head, watcher));
+        }
+        Acquired::TooLargeToJoin => {
+            let elapsed = started.elapsed();
+            report(
+                hook,
+                Outcome::Rejected,
+                store_latency,
+                elapsed,
+                Some(&digest),
+            );
+            let rejection = Rejection::NotReplayable;
+            return Ok(rejection_response(rejection, &config.rejections));
+        }
+    };
+    let decision = config.decision.decide(claim, &fingerprint);
     let outcome = Outcome::of(&decision);
     report(
         hook,

@@ -16,6 +16,7 @@ mod expiry;
 mod failures;
 mod fingerprint_options;
 mod flood;
+mod joining;
 mod keys;
 mod long_running;
 mod memory_store;

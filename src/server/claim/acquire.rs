@@ -2,12 +2,16 @@
 //! requests in flight, claims repeated until the key settles or the wait
 //! bound passes. The waiting schedule is the layer's: a store that can tell
 //! when a key settles wakes the waiter; any other is polled with backoff.
+//! With joining on, a waiter also watches for the key's response to start
+//! streaming in this process, and joins it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::server::config::Shared;
+use crate::server::join::{HeadState, LiveHead, Watcher, head_or};
 use crate::store::timeout::within;
 use crate::store::{ClaimOutcome, Fingerprint, KeyDigest, Store, StoreError, WaitSettled};
 
@@ -18,14 +22,27 @@ const FIRST_POLL: Duration = Duration::from_millis(10);
 /// The longest pause between two claims of a key in flight.
 const MAX_POLL: Duration = Duration::from_secs(1);
 
+/// What asking the store for a key came to.
+#[derive(Debug)]
+pub(crate) enum Acquired {
+    /// The store's last answer, and when that claim was sent.
+    Answered(Result<ClaimOutcome, StoreError>, Instant),
+    /// The key's response is streaming in this process: this request joins
+    /// it, with this head.
+    Joined(Arc<LiveHead>, Watcher),
+    /// The key's response outgrew the recording limit as it streamed: it
+    /// cannot be joined, and will not be replayed.
+    TooLargeToJoin,
+}
+
 /// Claims `key`; if it is in flight for the same request and the layer is
-/// set to wait, waits for it to settle and claims again, until the wait
-/// bound. Returns the last outcome and when that claim was sent.
+/// set to wait, waits for it to settle (or, joining, for its response to
+/// start) and claims again, until the wait bound.
 pub(crate) async fn acquire<St: Store>(
     shared: &Shared<St>,
     key: &KeyDigest,
     fingerprint: &Fingerprint,
-) -> (Result<ClaimOutcome, StoreError>, Instant) {
+) -> Acquired {
     let claimed_at = Instant::now();
     let outcome = claim_once(shared, key, fingerprint).await;
     match shared.config.wait_in_flight {
@@ -33,7 +50,7 @@ pub(crate) async fn acquire<St: Store>(
             // Boxed: the waiting loop takes no room in every request's future.
             Box::pin(wait_and_claim(shared, key, fingerprint, claimed_at + bound)).await
         }
-        _ => (outcome, claimed_at),
+        _ => Acquired::Answered(outcome, claimed_at),
     }
 }
 
@@ -55,33 +72,68 @@ fn in_flight_for(outcome: &Result<ClaimOutcome, StoreError>, fingerprint: &Finge
 }
 
 /// Waits for the in-flight claim of `key` to settle and claims again, until
-/// `deadline`.
+/// `deadline`. Joining, it watches for the key's response to start here
+/// meanwhile, and joins it as soon as its head is known.
 async fn wait_and_claim<St: Store>(
     shared: &Shared<St>,
     key: &KeyDigest,
     fingerprint: &Fingerprint,
     deadline: Instant,
-) -> (Result<ClaimOutcome, StoreError>, Instant) {
+) -> Acquired {
     let mut poll = FIRST_POLL;
+    let mut watcher: Option<Watcher> = None;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let waited = within(
-            remaining + shared.config.store_timeout,
-            shared.store.wait_settled(key, remaining),
-        )
-        .await;
-        match waited {
-            Ok(WaitSettled::Notified) => {}
-            Ok(WaitSettled::Unsupported) => {
-                tokio::time::sleep(poll.min(remaining)).await;
-                poll = (poll * 2).min(MAX_POLL);
-            }
-            Err(error) => return (Err(error), Instant::now()),
+        if watcher.is_none() {
+            watcher = shared.config.joins.as_ref().map(|board| board.watch(key));
+        }
+        let settle = settle(shared, key, remaining, &mut poll);
+        let settled = match &watcher {
+            None => settle.await,
+            Some(watching) => match head_or(watching, settle).await {
+                Ok(HeadState::Joinable(head)) => {
+                    if let Some(watching) = watcher.take() {
+                        return Acquired::Joined(head, watching);
+                    }
+                    continue;
+                }
+                Ok(HeadState::TooLarge) => return Acquired::TooLargeToJoin,
+                Ok(HeadState::Gone) => {
+                    // The response broke off (its claim is released or soon
+                    // will be): watch afresh, and ask the store.
+                    watcher = None;
+                    Ok(())
+                }
+                Err(settled) => settled,
+            },
+        };
+        if let Err(error) = settled {
+            return Acquired::Answered(Err(error), Instant::now());
         }
         let claimed_at = Instant::now();
         let outcome = claim_once(shared, key, fingerprint).await;
         if !in_flight_for(&outcome, fingerprint) || Instant::now() >= deadline {
-            return (outcome, claimed_at);
+            return Acquired::Answered(outcome, claimed_at);
         }
     }
+}
+
+/// Waits, at most `remaining`, for the store to say `key` settled; for a
+/// store that cannot say, sleeps `poll` and doubles it.
+async fn settle<St: Store>(
+    shared: &Shared<St>,
+    key: &KeyDigest,
+    remaining: Duration,
+    poll: &mut Duration,
+) -> Result<(), StoreError> {
+    let waited = within(
+        remaining + shared.config.store_timeout,
+        shared.store.wait_settled(key, remaining),
+    )
+    .await?;
+    if waited == WaitSettled::Unsupported {
+        tokio::time::sleep((*poll).min(remaining)).await;
+        *poll = (*poll * 2).min(MAX_POLL);
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use http::Response;
 use http_body::Body;
 
 use super::held::{Claim, PendingRecord};
+use crate::server::BoxError;
 use crate::server::content_length::declared_len;
 use crate::server::response::{Recording, ResponseBody};
 use crate::store::{RecordedResponse, Store, recordable_headers};
@@ -25,6 +26,7 @@ where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
     E: Send + 'static,
 {
     let detach = claim
@@ -59,6 +61,7 @@ fn respond<St, B, E>(
 where
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     if claim.completed_by_service() {
         // The service completed the record in its own transaction: the
@@ -95,7 +98,9 @@ where
             headers,
             body: Bytes::new(),
         };
-        let record = Box::pin(claim.record(Some(recorded)));
+        let record = Box::pin(async move {
+            claim.record(Some(recorded)).await;
+        });
         return (
             Ok(Response::from_parts(parts, ResponseBody::inner(body))),
             Some(record),
@@ -105,11 +110,7 @@ where
     let detach = config
         .run_to_completion
         .then_some(drain_in_background::<B> as fn(_));
-    let pending = Box::new(PendingRecord {
-        claim,
-        status: parts.status,
-        headers,
-    });
+    let pending = Box::new(PendingRecord::new(claim, parts.status, headers));
     let body = ResponseBody::recording(body, limit, expected_len, pending, detach);
     (Ok(Response::from_parts(parts, body)), None)
 }
@@ -175,6 +176,7 @@ where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
     E: Send + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -203,6 +205,7 @@ where
 fn drain_in_background<B>(recording: Recording<B>)
 where
     B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(recording.drain());
@@ -210,7 +213,11 @@ where
 }
 
 /// Reads a response body to its end, for its record's sake.
-async fn drain<B: Body<Data = Bytes>>(body: ResponseBody<B>) {
+async fn drain<B>(body: ResponseBody<B>)
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let mut body = std::pin::pin!(body);
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         if frame.is_err() {

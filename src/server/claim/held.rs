@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::lease::LeaseKeeper;
 use crate::log::warn_store_error;
 use crate::server::config::{Config, Shared};
+use crate::server::join::{Feed, LiveHead, Progress};
 use crate::server::response::FinishRecording;
 use crate::store::{
     CompletionFlag, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
@@ -123,6 +124,16 @@ impl<St: Store> Claim<St> {
         }
     }
 
+    /// Tells whether a renewal found the key passed to another owner.
+    pub(crate) fn lease_lost(&self) -> bool {
+        self.keeper.is_lost()
+    }
+
+    /// The key the claim holds.
+    pub(crate) fn key(&self) -> &KeyDigest {
+        &self.key
+    }
+
     /// The configuration of the layer that made the claim.
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
@@ -146,7 +157,9 @@ impl<St: Store> Claim<St> {
 
     /// Records the outcome: a response, or `None` for a tombstone. If the store
     /// fails, recording goes on in the background while the lease lasts.
-    pub(crate) async fn record(mut self, response: Option<RecordedResponse>) {
+    /// Answers whether the record stands (or is still being tried): `false`
+    /// when the store refused it, the lease having passed to another owner.
+    pub(crate) async fn record(mut self, response: Option<RecordedResponse>) -> bool {
         let record = Record {
             fingerprint: self.fingerprint,
             response,
@@ -154,12 +167,13 @@ impl<St: Store> Claim<St> {
         let result = record_once(&self.shared, &self.key, self.token, &record).await;
         self.settled = true;
         match result {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(error) if error.kind() == StoreErrorKind::LeaseLost => {
                 warn_store_error!(
                     error,
                     "idempotency record refused: the lease passed to another owner"
                 );
+                false
             }
             Err(error) => {
                 warn_store_error!(
@@ -167,6 +181,7 @@ impl<St: Store> Claim<St> {
                     "idempotency record failed; retrying while the lease lasts"
                 );
                 self.keep_recording(record);
+                true
             }
         }
     }
@@ -248,14 +263,77 @@ impl<St: Store> Drop for Claim<St> {
 /// A claim waiting for its response body to end.
 #[derive(Debug)]
 pub(crate) struct PendingRecord<St: Store> {
-    pub(crate) claim: Claim<St>,
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    claim: Claim<St>,
+    status: StatusCode,
+    headers: HeaderMap,
+    joining: Joining,
+}
+
+/// Where a streaming response stands with its joiners.
+#[derive(Debug)]
+enum Joining {
+    /// Joining is off, or over for this response.
+    Off,
+    /// On, and nobody has joined yet.
+    Open,
+    /// Feeding the copy its joiners read.
+    Feeding(Feed),
+}
+
+impl<St: Store> PendingRecord<St> {
+    /// The record to make of a response with this head once its body ends.
+    pub(crate) fn new(claim: Claim<St>, status: StatusCode, headers: HeaderMap) -> Self {
+        let joining = match claim.config().joins {
+            Some(_) => Joining::Open,
+            None => Joining::Off,
+        };
+        let mut pending = Self {
+            claim,
+            status,
+            headers,
+            joining,
+        };
+        // A joiner waiting already gets the head at once.
+        pending.idle(Some(&[]), 0);
+        pending
+    }
+
+    fn limit(&self) -> usize {
+        self.claim.config().response_record_limit
+    }
 }
 
 impl<St: Store> FinishRecording for PendingRecord<St> {
     fn poll_renew(&mut self, cx: &mut Context<'_>) {
         self.claim.poll_renew(cx);
+        if self.claim.lease_lost() {
+            // Another owner has the key: this response is no longer its
+            // outcome, and joiners must not take it for one.
+            if let Joining::Feeding(feed) = std::mem::replace(&mut self.joining, Joining::Off) {
+                feed.end(Progress::Failed);
+            }
+        }
+    }
+
+    fn produced(&mut self, chunk: &Bytes, so_far: Option<&[Bytes]>, len: usize) {
+        match &self.joining {
+            Joining::Off => {}
+            Joining::Open => self.idle(so_far, len),
+            Joining::Feeding(feed) => feed.push(chunk, self.limit()),
+        }
+    }
+
+    fn idle(&mut self, so_far: Option<&[Bytes]>, len: usize) {
+        let (Joining::Open, Some(board)) = (&self.joining, &self.claim.config().joins) else {
+            return;
+        };
+        let head = || LiveHead {
+            status: self.status,
+            headers: self.headers.clone(),
+        };
+        if let Some(feed) = board.attach(self.claim.key(), head, so_far, len) {
+            self.joining = Joining::Feeding(feed);
+        }
     }
 
     fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -263,12 +341,24 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
             claim,
             status,
             headers,
+            joining,
         } = *self;
         let response = body.map(|body| RecordedResponse {
             status,
             headers,
             body,
         });
-        Box::pin(claim.record(response))
+        Box::pin(async move {
+            let stands = claim.record(response).await;
+            if let Joining::Feeding(feed) = joining {
+                // Joiners see the end when the original's client does: once
+                // the record is made.
+                feed.end(if stands {
+                    Progress::Complete
+                } else {
+                    Progress::Failed
+                });
+            }
+        })
     }
 }

@@ -89,6 +89,11 @@ impl LeaseKeeper {
         renewed
     }
 
+    /// Tells whether a renewal found the key passed to another owner.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost
+    }
+
     /// Time between renewals: a third of the lease, so two renewals can fail
     /// before the lease lapses.
     fn interval(lease: Duration) -> Duration {

@@ -7,6 +7,6 @@ mod execution;
 mod held;
 mod lease;
 
-pub(crate) use self::acquire::acquire;
+pub(crate) use self::acquire::{Acquired, acquire};
 pub(crate) use self::execution::execute;
 pub(crate) use self::held::Claim;

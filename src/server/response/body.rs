@@ -10,13 +10,20 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::server::BoxError;
+use crate::server::join::JoinedBody;
+
 pin_project! {
     /// The body of every response the layer returns: the service's own body
     /// (streamed as produced, with a copy kept for the record when the
-    /// response is recorded), or a replayed or rejection body.
+    /// response is recorded), a replayed or rejection body, or the body of a
+    /// response joined in flight.
     ///
     /// It is an [`http_body::Body`] of `Bytes`, so axum, hyper and tower-http
-    /// take it as they take any body:
+    /// take it as they take any body. Its error is a [`BoxError`](crate::server::BoxError): the
+    /// service body's own error, or a
+    /// [`JoinInterrupted`](crate::server::JoinInterrupted) that cuts a joined
+    /// response whose original broke off.
     ///
     /// ```
     /// use http_body_util::{BodyExt, Empty};
@@ -39,6 +46,7 @@ pin_project! {
         Full { data: Option<Bytes> },
         Inner { #[pin] body: B },
         Recording { recording: Recording<B> },
+        Joined { joined: JoinedBody },
     }
 }
 
@@ -48,6 +56,15 @@ pin_project! {
 pub(crate) trait FinishRecording: Send {
     /// Renews the claim's lease while the body streams.
     fn poll_renew(&mut self, cx: &mut Context<'_>);
+
+    /// The body produced `chunk`. `so_far` is every chunk until now, this
+    /// one included (`None` once past the limit), `len` their bytes: what a
+    /// joiner that comes now must be sent first.
+    fn produced(&mut self, chunk: &Bytes, so_far: Option<&[Bytes]>, len: usize);
+
+    /// The body waits for the service: a joiner that came meanwhile gets
+    /// `so_far` (as in [`produced`](Self::produced)) at once.
+    fn idle(&mut self, so_far: Option<&[Bytes]>, len: usize);
 
     /// Records `body` (`None`: too large, record a tombstone).
     fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -67,6 +84,13 @@ impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
+        }
+    }
+
+    /// The body of a response joined in flight.
+    pub(crate) fn joined(joined: JoinedBody) -> Self {
+        Self {
+            kind: Kind::Joined { joined },
         }
     }
 
@@ -109,6 +133,7 @@ pub(crate) struct Recording<B> {
 impl<B> Recording<B>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     /// Reads the body to its end, recording it, and drops what it reads.
     pub(crate) async fn drain(mut self) {
@@ -124,7 +149,10 @@ where
         .await;
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+    where
+        B::Error: Into<BoxError>,
+    {
         match &mut self.body {
             Some(body) => poll_recording(body.as_mut(), &mut self.recorder, cx),
             None => Poll::Ready(None),
@@ -142,7 +170,12 @@ where
 
 impl<B> Drop for Recording<B> {
     fn drop(&mut self) {
-        let unfinished = matches!(self.recorder.state, State::Streaming(_));
+        // Dropped while its record is being made, the record is finished in
+        // the background too: the body was whole, and joiners wait on it.
+        let unfinished = matches!(
+            self.recorder.state,
+            State::Streaming(_) | State::Finishing { .. }
+        );
         // Never hand on a body whose poll panicked.
         if !unfinished || std::thread::panicking() {
             return;
@@ -206,6 +239,20 @@ impl Recorder {
         } else if !data.is_empty() {
             self.chunks.push(data.clone());
         }
+        let so_far = (self.len <= self.limit).then(|| self.chunks.as_slice());
+        if let State::Streaming(finish) = &mut self.state {
+            finish.produced(data, so_far, self.len);
+        }
+    }
+
+    /// The service has nothing new yet: renews the lease, and lets a joiner
+    /// that came meanwhile have what was produced so far.
+    fn idle(&mut self, cx: &mut Context<'_>) {
+        let so_far = (self.len <= self.limit).then(|| self.chunks.as_slice());
+        if let State::Streaming(finish) = &mut self.state {
+            finish.poll_renew(cx);
+            finish.idle(so_far, self.len);
+        }
     }
 
     fn has_expected_len(&self) -> bool {
@@ -242,6 +289,14 @@ enum Chunks {
 }
 
 impl Chunks {
+    fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Self::None => &[],
+            Self::One(chunk) => std::slice::from_ref(chunk),
+            Self::Many(chunks) => chunks,
+        }
+    }
+
     fn push(&mut self, chunk: Bytes) {
         *self = match std::mem::take(self) {
             Self::None => Self::One(chunk),
@@ -272,18 +327,20 @@ impl Chunks {
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
-            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
             KindProj::Recording { recording } => recording.poll_frame(cx),
+            KindProj::Joined { joined } => joined.poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -293,6 +350,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             // Never ends for the client before the record is made.
             Kind::Recording { recording } => recording.is_end_stream(),
+            Kind::Joined { joined } => joined.is_end_stream(),
         }
     }
 
@@ -306,6 +364,7 @@ where
                 .body
                 .as_ref()
                 .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint()),
+            Kind::Joined { .. } => SizeHint::default(),
         }
     }
 }
@@ -314,9 +373,10 @@ fn poll_recording<B>(
     mut body: Pin<&mut B>,
     recorder: &mut Recorder,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     loop {
         match &mut recorder.state {
@@ -331,16 +391,14 @@ where
                 };
                 return Poll::Ready(pending.map(Ok));
             }
-            State::Done => return body.poll_frame(cx),
+            State::Done => return body.poll_frame(cx).map_err(Into::into),
             State::Ended => return Poll::Ready(None),
         }
         let frame = match body.as_mut().poll_frame(cx) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 // Waiting for the service: keep its lease alive meanwhile.
-                if let State::Streaming(finish) = &mut recorder.state {
-                    finish.poll_renew(cx);
-                }
+                recorder.idle(cx);
                 return Poll::Pending;
             }
         };
@@ -348,7 +406,7 @@ where
             None => recorder.finish(None),
             Some(Err(error)) => {
                 recorder.abandon();
-                return Poll::Ready(Some(Err(error)));
+                return Poll::Ready(Some(Err(error.into())));
             }
             Some(Ok(frame)) => {
                 let Some(data) = frame.data_ref() else {
@@ -382,6 +440,7 @@ impl<B> fmt::Debug for ResponseBody<B> {
             Kind::Full { .. } => "Full",
             Kind::Inner { .. } => "Inner",
             Kind::Recording { .. } => "Recording",
+            Kind::Joined { .. } => "Joined",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
