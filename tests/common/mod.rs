@@ -5,6 +5,7 @@ pub mod example;
 pub mod load;
 pub mod logs;
 pub mod replicas;
+pub mod sse;
 pub mod wire;
 
 use std::sync::Arc;

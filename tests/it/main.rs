@@ -11,6 +11,7 @@ mod client;
 mod concurrency;
 mod connecting;
 mod decision_table;
+mod example_generations;
 mod example_orders;
 mod expiry;
 mod failures;
