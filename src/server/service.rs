@@ -20,7 +20,7 @@ use super::decision::Decision;
 use super::future::ResponseFuture;
 use super::outcome::{Outcome, report};
 use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
-use super::response::{Rejection, ResponseBody, joined, rejection_response, replay};
+use super::response::{Rejection, ResponseBody, joined, rejection_response, relayed, replay};
 use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
 
 /// Middleware that runs the inner service once per idempotency key and
@@ -220,6 +220,11 @@ where
             let elapsed = started.elapsed();
             report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
             return Ok(joined(&head, watcher));
+        }
+        Acquired::Relayed(response) => {
+            let elapsed = started.elapsed();
+            report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+            return Ok(relayed(*response));
         }
         Acquired::TooLargeToJoin => {
             let elapsed = started.elapsed();

@@ -96,6 +96,7 @@ mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+pub(crate) mod relay;
 pub(crate) mod timeout;
 mod token;
 
@@ -111,6 +112,7 @@ pub use self::postgres::{
 pub use self::record::{ClaimOutcome, Record, RecordedResponse};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use self::relay::JoinRelay;
 pub use self::token::FencingToken;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) use self::token::new_token;
@@ -261,6 +263,18 @@ pub trait Store: Send + Sync + 'static {
     /// call on, or the handle is not lent.
     fn lend_claim(&self, loan: ClaimLoan<'_>, extensions: &mut http::Extensions) {
         let _ = (loan, extensions);
+    }
+
+    /// Hands out this store's way of carrying a response in flight to
+    /// joiners on other replicas, if it has one (see
+    /// `IdempotencyLayer::join_in_flight`). The layer asks once per request
+    /// that joins or is joined.
+    ///
+    /// The default has none: a response is joined in its own process only,
+    /// and retries on other replicas wait for the record. [`RedisStore`] has
+    /// one. A store that wraps another must pass this call on.
+    fn join_relay(&self) -> Option<JoinRelay> {
+        None
     }
 
     /// Tells an operator what the store holds for `key`: nothing, a claim in

@@ -18,6 +18,7 @@ mod common;
 #[cfg(feature = "redis")]
 mod cluster;
 mod conformance;
+mod example_generations;
 mod example_orders;
 mod example_payments;
 mod harness;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         let mut on_redis = conformance::redis();
         on_redis.extend(redis_store::shared_trials());
         on_redis.extend(example_orders::redis_trials());
+        on_redis.extend(example_generations::redis_trials());
         trials.extend(redis.gate(on_redis));
         let redis_server = harness::Service::program("redis-server");
         trials.extend(redis_server.gate(redis_store::private_trials()));
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         on_cluster.extend(redis_cluster::shared_trials());
         on_cluster.extend(redis_cluster::private_trials());
         on_cluster.extend(example_orders::redis_cluster_trials());
+        on_cluster.extend(example_generations::redis_cluster_trials());
         let cluster_tools = harness::Service::programs(&["redis-server", "redis-cli"]);
         trials.extend(cluster_tools.gate(on_cluster));
     }

@@ -5,13 +5,18 @@
 //! With joining on, a waiter also watches for the key's response to start
 //! streaming in this process, and joins it.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::server::config::Shared;
-use crate::server::join::{HeadState, LiveHead, Watcher, head_or};
+use crate::server::join::{
+    HeadState, LiveHead, RelayedHead, RelayedResponse, Watcher, relayed_head,
+};
 use crate::store::timeout::within;
 use crate::store::{ClaimOutcome, Fingerprint, KeyDigest, Store, StoreError, WaitSettled};
 
@@ -30,6 +35,9 @@ pub(crate) enum Acquired {
     /// The key's response is streaming in this process: this request joins
     /// it, with this head.
     Joined(Arc<LiveHead>, Watcher),
+    /// The key's response is streaming on another replica: this request
+    /// joins it through the store's relay.
+    Relayed(Box<RelayedResponse>),
     /// The key's response outgrew the recording limit as it streamed: it
     /// cannot be joined, and will not be replayed.
     TooLargeToJoin,
@@ -82,30 +90,42 @@ async fn wait_and_claim<St: Store>(
 ) -> Acquired {
     let mut poll = FIRST_POLL;
     let mut watcher: Option<Watcher> = None;
+    // Joining across replicas: the response may be streaming elsewhere.
+    let relay = shared
+        .config
+        .joins
+        .as_ref()
+        .and_then(|_| shared.store.join_relay());
+    let mut remote = relay.map(|relay| {
+        relay.get().start();
+        Box::pin(relayed_head(relay, *key, *fingerprint))
+    });
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if watcher.is_none() {
             watcher = shared.config.joins.as_ref().map(|board| board.watch(key));
         }
         let settle = settle(shared, key, remaining, &mut poll);
-        let settled = match &watcher {
-            None => settle.await,
-            Some(watching) => match head_or(watching, settle).await {
-                Ok(HeadState::Joinable(head)) => {
-                    if let Some(watching) = watcher.take() {
-                        return Acquired::Joined(head, watching);
-                    }
-                    continue;
+        let settled = match first_of(watcher.as_ref(), remote.as_mut(), settle).await {
+            Event::Here(HeadState::Joinable(head)) => {
+                if let Some(watching) = watcher.take() {
+                    return Acquired::Joined(head, watching);
                 }
-                Ok(HeadState::TooLarge) => return Acquired::TooLargeToJoin,
-                Ok(HeadState::Gone) => {
-                    // The response broke off (its claim is released or soon
-                    // will be): watch afresh, and ask the store.
-                    watcher = None;
-                    Ok(())
-                }
-                Err(settled) => settled,
-            },
+                continue;
+            }
+            Event::Here(HeadState::TooLarge) | Event::Elsewhere(RelayedHead::TooLarge) => {
+                return Acquired::TooLargeToJoin;
+            }
+            Event::Here(HeadState::Gone) => {
+                // The response broke off (its claim is released or soon
+                // will be): watch afresh, and ask the store.
+                watcher = None;
+                Ok(())
+            }
+            Event::Elsewhere(RelayedHead::Joinable(response)) => {
+                return Acquired::Relayed(response);
+            }
+            Event::Settled(settled) => settled,
         };
         if let Err(error) = settled {
             return Acquired::Answered(Err(error), Instant::now());
@@ -116,6 +136,49 @@ async fn wait_and_claim<St: Store>(
             return Acquired::Answered(outcome, claimed_at);
         }
     }
+}
+
+/// What came first while a joiner waited.
+enum Event<T> {
+    /// The response's head, or its end, in this process.
+    Here(HeadState),
+    /// The response's head in the store's relay.
+    Elsewhere(RelayedHead),
+    /// The store's wait (or the poll's pause) ended.
+    Settled(T),
+}
+
+/// Waits for the first of: the head of the response `watcher` waits on, its
+/// head in the relay, and `settle`.
+async fn first_of<R, S>(
+    watcher: Option<&Watcher>,
+    remote: Option<&mut Pin<Box<R>>>,
+    settle: S,
+) -> Event<S::Output>
+where
+    R: Future<Output = RelayedHead>,
+    S: Future,
+{
+    let mut here = pin!(async {
+        match watcher {
+            Some(watcher) => watcher.head().await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut remote = remote;
+    let mut settle = pin!(settle);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(state) = here.as_mut().poll(cx) {
+            return Poll::Ready(Event::Here(state));
+        }
+        if let Some(remote) = remote.as_mut()
+            && let Poll::Ready(head) = remote.as_mut().poll(cx)
+        {
+            return Poll::Ready(Event::Elsewhere(head));
+        }
+        settle.as_mut().poll(cx).map(Event::Settled)
+    })
+    .await
 }
 
 /// Waits, at most `remaining`, for the store to say `key` settled; for a

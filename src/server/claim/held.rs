@@ -15,11 +15,11 @@ use tokio::time::Instant;
 use super::lease::LeaseKeeper;
 use crate::log::warn_store_error;
 use crate::server::config::{Config, Shared};
-use crate::server::join::{Feed, LiveHead, Progress};
+use crate::server::join::{Feed, LiveHead, Producer, Progress, forward};
 use crate::server::response::FinishRecording;
 use crate::store::{
-    CompletionFlag, FencingToken, Fingerprint, KeyDigest, Record, RecordedResponse, Store,
-    StoreError, StoreErrorKind,
+    CompletionFlag, FencingToken, Fingerprint, JoinRelay, KeyDigest, Record, RecordedResponse,
+    Store, StoreError, StoreErrorKind,
 };
 
 /// A won claim. Dropped without [`record`](Self::record) or
@@ -132,6 +132,16 @@ impl<St: Store> Claim<St> {
     /// The key the claim holds.
     pub(crate) fn key(&self) -> &KeyDigest {
         &self.key
+    }
+
+    /// The claim as a relayed copy of its response names it.
+    fn producer(&self) -> Producer {
+        Producer {
+            key: self.key,
+            fingerprint: self.fingerprint,
+            token: self.token,
+            lease: self.shared.config.lease,
+        }
     }
 
     /// The configuration of the layer that made the claim.
@@ -267,6 +277,9 @@ pub(crate) struct PendingRecord<St: Store> {
     status: StatusCode,
     headers: HeaderMap,
     joining: Joining,
+    /// The store's relay, for joiners on other replicas, until the response
+    /// is forwarded to it.
+    relay: Option<JoinRelay>,
 }
 
 /// Where a streaming response stands with its joiners.
@@ -283,15 +296,19 @@ enum Joining {
 impl<St: Store> PendingRecord<St> {
     /// The record to make of a response with this head once its body ends.
     pub(crate) fn new(claim: Claim<St>, status: StatusCode, headers: HeaderMap) -> Self {
-        let joining = match claim.config().joins {
-            Some(_) => Joining::Open,
-            None => Joining::Off,
+        let (joining, relay) = match claim.config().joins {
+            Some(_) => (Joining::Open, claim.shared.store.join_relay()),
+            None => (Joining::Off, None),
         };
+        if let Some(relay) = &relay {
+            relay.get().start();
+        }
         let mut pending = Self {
             claim,
             status,
             headers,
             joining,
+            relay,
         };
         // A joiner waiting already gets the head at once.
         pending.idle(Some(&[]), 0);
@@ -300,6 +317,39 @@ impl<St: Store> PendingRecord<St> {
 
     fn limit(&self) -> usize {
         self.claim.config().response_record_limit
+    }
+
+    fn head(&self) -> LiveHead {
+        LiveHead {
+            status: self.status,
+            headers: self.headers.clone(),
+        }
+    }
+
+    /// If a joiner on another replica asked for this response, forwards it
+    /// to the store's relay from a task of its own (with a live copy here,
+    /// made for it if no joiner here made one).
+    fn relay_if_wanted(&mut self, so_far: Option<&[Bytes]>, len: usize) {
+        let (Some(relay), Some(board)) = (&self.relay, &self.claim.config().joins) else {
+            return;
+        };
+        let key = *self.claim.key();
+        if matches!(self.joining, Joining::Off) || !relay.get().is_wanted(&key) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let watcher = board.watch(&key);
+        if matches!(self.joining, Joining::Open) {
+            match board.attach(&key, || self.head(), so_far, len) {
+                Some(feed) => self.joining = Joining::Feeding(feed),
+                None => return,
+            }
+        }
+        relay.get().served(&key);
+        runtime.spawn(forward(relay.clone(), watcher, self.claim.producer()));
+        self.relay = None;
     }
 }
 
@@ -319,21 +369,20 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
         match &self.joining {
             Joining::Off => {}
             Joining::Open => self.idle(so_far, len),
-            Joining::Feeding(feed) => feed.push(chunk, self.limit()),
+            Joining::Feeding(feed) => {
+                feed.push(chunk, self.limit());
+                self.relay_if_wanted(so_far, len);
+            }
         }
     }
 
     fn idle(&mut self, so_far: Option<&[Bytes]>, len: usize) {
-        let (Joining::Open, Some(board)) = (&self.joining, &self.claim.config().joins) else {
-            return;
-        };
-        let head = || LiveHead {
-            status: self.status,
-            headers: self.headers.clone(),
-        };
-        if let Some(feed) = board.attach(self.claim.key(), head, so_far, len) {
+        if let (Joining::Open, Some(board)) = (&self.joining, &self.claim.config().joins)
+            && let Some(feed) = board.attach(self.claim.key(), || self.head(), so_far, len)
+        {
             self.joining = Joining::Feeding(feed);
         }
+        self.relay_if_wanted(so_far, len);
     }
 
     fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -342,6 +391,7 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
             status,
             headers,
             joining,
+            relay: _,
         } = *self;
         let response = body.map(|body| RecordedResponse {
             status,

@@ -5,36 +5,22 @@
 //! The parts: the [`JoinBoard`] where joiners and responses meet, the
 //! [`Live`](live::Live) copy a response feeds and its joiners share, the
 //! joiner's [`JoinedBody`], and the [`JoinInterrupted`] error that ends it
-//! when the original breaks off. A response nobody joins never meets any of
-//! them beyond one look at a counter per chunk.
+//! when the original breaks off. Across replicas, with a store that has a
+//! relay, the producing replica [`forward`]s its live copy to the store and
+//! a joiner elsewhere reads it back as a [`RelayedBody`]. A response nobody
+//! joins never meets any of them beyond a look at a counter or two per
+//! chunk.
 
 mod board;
 mod interrupted;
 mod joined_body;
 mod live;
-
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
+mod relayed;
 
 pub(crate) use self::board::{Feed, JoinBoard, Watcher};
 pub use self::interrupted::JoinInterrupted;
 pub(crate) use self::joined_body::JoinedBody;
 pub(crate) use self::live::{HeadState, LiveHead, Progress};
-
-/// Waits for the head of the response `watcher` waits on, or for `other`,
-/// whichever comes first.
-pub(crate) async fn head_or<F: Future>(
-    watcher: &Watcher,
-    other: F,
-) -> Result<HeadState, F::Output> {
-    let mut head = pin!(watcher.head());
-    let mut other = pin!(other);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(state) = head.as_mut().poll(cx) {
-            return Poll::Ready(Ok(state));
-        }
-        other.as_mut().poll(cx).map(Err)
-    })
-    .await
-}
+pub(crate) use self::relayed::{
+    Producer, RelayedBody, RelayedHead, RelayedResponse, forward, relayed_head,
+};

@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::server::BoxError;
-use crate::server::join::JoinedBody;
+use crate::server::join::{JoinedBody, RelayedBody};
 
 pin_project! {
     /// The body of every response the layer returns: the service's own body
@@ -47,6 +47,7 @@ pin_project! {
         Inner { #[pin] body: B },
         Recording { recording: Recording<B> },
         Joined { joined: JoinedBody },
+        Relayed { relayed: Box<RelayedBody> },
     }
 }
 
@@ -91,6 +92,13 @@ impl<B> ResponseBody<B> {
     pub(crate) fn joined(joined: JoinedBody) -> Self {
         Self {
             kind: Kind::Joined { joined },
+        }
+    }
+
+    /// The body of a response joined on another replica.
+    pub(crate) fn relayed(relayed: Box<RelayedBody>) -> Self {
+        Self {
+            kind: Kind::Relayed { relayed },
         }
     }
 
@@ -341,6 +349,7 @@ where
             KindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
             KindProj::Recording { recording } => recording.poll_frame(cx),
             KindProj::Joined { joined } => joined.poll_frame(cx).map_err(Into::into),
+            KindProj::Relayed { relayed } => relayed.poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -351,6 +360,7 @@ where
             // Never ends for the client before the record is made.
             Kind::Recording { recording } => recording.is_end_stream(),
             Kind::Joined { joined } => joined.is_end_stream(),
+            Kind::Relayed { relayed } => relayed.is_end_stream(),
         }
     }
 
@@ -364,7 +374,7 @@ where
                 .body
                 .as_ref()
                 .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint()),
-            Kind::Joined { .. } => SizeHint::default(),
+            Kind::Joined { .. } | Kind::Relayed { .. } => SizeHint::default(),
         }
     }
 }
@@ -441,6 +451,7 @@ impl<B> fmt::Debug for ResponseBody<B> {
             Kind::Inner { .. } => "Inner",
             Kind::Recording { .. } => "Recording",
             Kind::Joined { .. } => "Joined",
+            Kind::Relayed { .. } => "Relayed",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }

@@ -11,4 +11,4 @@ pub use self::body::ResponseBody;
 pub(crate) use self::body::{FinishRecording, Recording};
 pub use self::recording::default_record_policy;
 pub(crate) use self::rejection::{Rejection, RejectionFormat, rejection_response};
-pub(crate) use self::replay::{joined, replay};
+pub(crate) use self::replay::{joined, relayed, replay};

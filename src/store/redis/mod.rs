@@ -1,7 +1,9 @@
 //! [`RedisStore`]: records in Redis, shared by every replica.
 
+mod relay;
+
 use std::fmt::{self, Write};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,11 +15,12 @@ use redis::{
     ServerErrorKind, ToRedisArgs,
 };
 
+use self::relay::RedisRelay;
 use super::codec;
 use super::timeout::within;
 use super::{
-    ClaimOutcome, FencingToken, Fingerprint, KeyDigest, KeyState, Record, Store, StoreError,
-    StoreErrorKind, new_token,
+    ClaimOutcome, FencingToken, Fingerprint, JoinRelay, KeyDigest, KeyState, Record, Store,
+    StoreError, StoreErrorKind, new_token,
 };
 
 /// Claims a free key, or returns what it holds. One round trip.
@@ -67,6 +70,8 @@ local held = redis.call('GET', KEYS[1])
 if not held then return false end
 return {held, redis.call('PTTL', KEYS[1])}
 ";
+/// Answers 1 if token ARGV[1] holds the live in-flight claim.
+const OWNED: &str = owned_by_token!("");
 /// Deletes the key whatever it holds; answers how many keys went (0 or 1).
 const FORGET: &str = "return redis.call('DEL', KEYS[1])";
 
@@ -76,11 +81,14 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE))
 static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
 static INSPECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT));
 static FORGET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET));
+static OWNED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OWNED));
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "idempotency:";
 /// The default bound on each call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a joiner on another replica reads the response it joined.
+const DEFAULT_JOIN_POLL: Duration = Duration::from_millis(5);
 
 /// A store in Redis, for several replicas behind a load balancer: replicas
 /// that share one Redis run each key once between them.
@@ -105,6 +113,20 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 ///   [`replicas_acked`](Self::replicas_acked)): each write acknowledged by
 ///   replicas before the service runs, so a failover loses no claim.
 /// - **Waiting** for an in-flight key polls with backoff (the trait's default).
+/// - **Joining across replicas** (with the layer's `join_in_flight`): a
+///   retry that reaches another replica joins the response as it streams.
+///   The joiner announces itself on the channel `<prefix>join`, which every
+///   replica's store listens to with one connection of its own; the replica
+///   producing the response then copies it into a Redis stream,
+///   `<prefix><digest>:live` (a head, a batch of chunks per entry, an end;
+///   at most the recording limit, kept a lease and a minute after the last
+///   write), which the joiner reads every
+///   [`join_poll_interval`](Self::join_poll_interval). A response nobody
+///   joins costs nothing. Stores made with [`connect`](Self::connect),
+///   [`open`](Self::open) and [`connect_cluster`](Self::connect_cluster) do
+///   this; a store made with [`new`](Self::new) or
+///   [`from_cluster`](Self::from_cluster) has no client to listen with, so
+///   its retries on other replicas wait for the record instead.
 /// - **Failures**: each call is bounded by [`timeout`](Self::timeout) (default
 ///   2 s) on top of the layer's own store timeout; a dead Redis answers with an
 ///   error, the layer with 503 (or fail-open), and the connection manager
@@ -145,6 +167,11 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     replication: Option<Replication>,
+    /// Where to listen for joiners on other replicas (none: no relay).
+    listen_on: Vec<Client>,
+    join_poll: Duration,
+    /// The relay, made on first use from the settings above.
+    relay: Arc<OnceLock<JoinRelay>>,
 }
 
 /// Where the store's commands go: one Redis, or a Redis Cluster.
@@ -201,7 +228,17 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             replication: None,
+            listen_on: Vec::new(),
+            join_poll: DEFAULT_JOIN_POLL,
+            relay: Arc::default(),
         }
+    }
+
+    /// Listens for joiners on other replicas through `clients`.
+    fn listening_on(mut self, clients: Vec<Client>) -> Self {
+        self.listen_on = clients;
+        self.relay = Arc::default();
+        self
     }
 
     /// Connects to the Redis at `url` (`redis://host:port/db`, or
@@ -215,9 +252,9 @@ impl RedisStore {
         // backoff, which would hide the cause ("connection refused") behind
         // the time limit.
         bounded_connect(&address, client.get_multiplexed_async_connection()).await?;
-        let connecting = ConnectionManager::new_with_config(client, manager_config());
+        let connecting = ConnectionManager::new_with_config(client.clone(), manager_config());
         let connection = bounded_connect(&address, connecting).await?;
-        Ok(Self::new(connection))
+        Ok(Self::new(connection).listening_on(vec![client]))
     }
 
     /// Connects to the Redis Cluster that `seeds` (`redis://host:port` of one
@@ -246,13 +283,18 @@ impl RedisStore {
             .map(|seed| seed.addr().to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let listen_on = seeds
+            .iter()
+            .map(|seed| Client::open(seed.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
         let client = ClusterClient::builder(seeds)
             .connection_timeout(DEFAULT_TIMEOUT)
             .response_timeout(DEFAULT_TIMEOUT)
             .build()
             .map_err(unavailable)?;
         let connection = bounded_connect(&address, client.get_async_connection()).await?;
-        Ok(Self::from_cluster(connection))
+        Ok(Self::from_cluster(connection).listening_on(listen_on))
     }
 
     /// Creates a store for the Redis at `url` that connects on its first call, so an
@@ -260,9 +302,9 @@ impl RedisStore {
     /// Redis answers).
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(unavailable)?;
-        let connection = ConnectionManager::new_lazy_with_config(client, manager_config())
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
             .map_err(unavailable)?;
-        Ok(Self::new(connection))
+        Ok(Self::new(connection).listening_on(vec![client]))
     }
 
     /// Sets the prefix of every key the store writes. Default: `idempotency:`.
@@ -272,6 +314,7 @@ impl RedisStore {
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self.relay = Arc::default();
         self
     }
 
@@ -279,6 +322,19 @@ impl RedisStore {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.relay = Arc::default();
+        self
+    }
+
+    /// Sets how often a retry that joined a response streaming on another
+    /// replica reads what is new: the longest a chunk waits in Redis
+    /// before the joiner asks for it (then one round trip brings it).
+    /// Default: 5 ms. Each joiner costs one `XRANGE` per interval while
+    /// it waits; nobody else pays anything.
+    #[must_use]
+    pub fn join_poll_interval(mut self, interval: Duration) -> Self {
+        self.join_poll = interval.max(Duration::from_millis(1));
+        self.relay = Arc::default();
         self
     }
 
@@ -592,6 +648,24 @@ impl Store for RedisStore {
         })
     }
 
+    /// The relay of a store made with [`connect`](Self::connect),
+    /// [`open`](Self::open) or [`connect_cluster`](Self::connect_cluster).
+    fn join_relay(&self) -> Option<JoinRelay> {
+        if self.listen_on.is_empty() {
+            return None;
+        }
+        let relay = self.relay.get_or_init(|| {
+            JoinRelay::new(Arc::new(RedisRelay::new(
+                self.connection.clone(),
+                self.prefix.clone(),
+                self.timeout,
+                self.join_poll,
+                self.listen_on.clone(),
+            )))
+        });
+        Some(relay.clone())
+    }
+
     /// One `DEL`, acknowledged by the replicas when replicated claims are on.
     async fn forget(&self, key: &KeyDigest) -> Result<bool, StoreError> {
         let call = ScriptCall::new(&FORGET_SCRIPT, &self.redis_key(key));
@@ -612,6 +686,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("replication", &self.replication)
+            .field("join_poll_interval", &self.join_poll)
             .finish_non_exhaustive()
     }
 }
