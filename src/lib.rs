@@ -152,6 +152,20 @@
 //! a dropped request pays for this (a task); others run on the request's own
 //! task.
 //!
+//! # Streaming responses: joining in flight
+//!
+//! A long generation streamed as server-sent events is retried while it
+//! still streams. With [`join_in_flight`](IdempotencyLayer::join_in_flight)
+//! the retry joins it: the same status and headers (marked
+//! `Idempotent-Replayed: true`), everything produced so far at once, then
+//! each chunk as it is produced, ending when the original ends; if the
+//! original breaks off, the joined body ends with a
+//! [`JoinInterrupted`](server::JoinInterrupted) error, never a clean end.
+//! Joiners share one copy, bounded by the recording limit; a response nobody
+//! joins pays a counter check per chunk. `RedisStore` carries the copy to
+//! joiners on other replicas; with other stores, a retry on another replica
+//! waits for the record.
+//!
 //! # Exactly-once effects: fenced completion
 //!
 //! The fencing token keeps a late finisher from overwriting a record, not

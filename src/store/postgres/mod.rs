@@ -66,6 +66,13 @@ pub struct InvalidTableName(String);
 ///   [`purge_expired`](Self::purge_expired), or by a background
 ///   [`Sweeper`](Self::spawn_sweeper).
 /// - **Byte-exact**: headers and bodies are `bytea`.
+/// - **Joining** (the layer's `join_in_flight`) works within each process:
+///   a retry on the replica streaming the response joins it there. A retry
+///   that reaches another replica waits for the record instead (polling with
+///   backoff, up to the join bound) and replays it whole once the original
+///   ends: PostgreSQL carries no live copy between replicas. Use
+///   [`RedisStore`](super::RedisStore), or route a key's retries to one
+///   replica, where live joining across replicas matters.
 ///
 /// # Schema
 ///
