@@ -294,6 +294,57 @@ fn scenarios(c: &mut Criterion) {
     );
 }
 
+/// Joining on and off, for requests nobody joins: a response of one chunk,
+/// and a streamed one of 20 chunks (where the layer looks for joiners at
+/// each chunk). Equal times mean joining costs nothing until a joiner comes.
+fn joining(c: &mut Criterion) {
+    let runtime = current_thread();
+    let body = json_body(1024);
+    let streamed = || {
+        post(|_body: Bytes| async {
+            let events = (0..20)
+                .map(|i| Ok::<_, std::convert::Infallible>(format!("data: {{\"index\":{i}}}\n\n")));
+            Body::from_stream(futures_util::stream::iter(events))
+        })
+    };
+    let with = |layer: Option<IdempotencyLayer<MemoryStore>>| {
+        let router = app().route("/stream", streamed());
+        match layer {
+            Some(layer) => router.layer(layer).with_state(()),
+            None => router.with_state(()),
+        }
+    };
+    let bare = with(None);
+    let off = with(Some(IdempotencyLayer::new(MemoryStore::new())));
+    let on = with(Some(
+        IdempotencyLayer::new(MemoryStore::new()).join_in_flight(Duration::from_secs(30)),
+    ));
+    for (group, path) in [("join_one_chunk", "/orders"), ("join_20_chunks", "/stream")] {
+        compare(
+            c,
+            &runtime,
+            group,
+            Scenario {
+                name: "bare",
+                app: &bare,
+                make: &|_| request(path, None, &body),
+            },
+            &[
+                Scenario {
+                    name: "fresh_join_off",
+                    app: &off,
+                    make: &|_| request(path, Some(&fresh_key()), &body),
+                },
+                Scenario {
+                    name: "fresh_join_on",
+                    app: &on,
+                    make: &|_| request(path, Some(&fresh_key()), &body),
+                },
+            ],
+        );
+    }
+}
+
 fn body_sizes(c: &mut Criterion) {
     let runtime = current_thread();
     for (label, len) in [
@@ -564,6 +615,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = scenarios, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
+    targets = scenarios, joining, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
 }
 criterion_main!(benches);
