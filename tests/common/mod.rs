@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod example;
+pub mod fed;
 pub mod load;
 pub mod logs;
 pub mod replicas;

@@ -8,42 +8,21 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body::Frame;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
-use tower_idempotency::server::{BoxError, JoinInterrupted, RequestBody, ResponseBody};
+use tower_idempotency::server::{JoinInterrupted, RequestBody, ResponseBody};
 use tower_idempotency::{IdempotencyLayer, Outcome, Store};
 
+use crate::common::fed::{Chunk, FedBody, next, rest};
 use crate::common::{FaultyStore, Runs, global_digest, settle};
-
-type Chunk = Result<Bytes, std::io::Error>;
-
-/// A response body the test feeds: a chunk, an error, or (the sender
-/// dropped) the end.
-struct FedBody(mpsc::UnboundedReceiver<Chunk>);
-
-impl http_body::Body for FedBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| c.map(Frame::data)))
-    }
-}
 
 /// The streaming service under test and what the test drives it with.
 struct Generations {
@@ -153,19 +132,8 @@ async fn join(
     joiner
 }
 
-async fn next(body: &mut ResponseBody<FedBody>) -> Option<Result<Bytes, BoxError>> {
-    match body.frame().await? {
-        Ok(frame) => Some(Ok(frame.into_data().unwrap())),
-        Err(error) => Some(Err(error)),
-    }
-}
-
 async fn chunk(body: &mut ResponseBody<FedBody>) -> Bytes {
     next(body).await.unwrap().unwrap()
-}
-
-async fn rest(body: ResponseBody<FedBody>) -> Result<Bytes, BoxError> {
-    Ok(body.collect().await?.to_bytes())
 }
 
 fn data(text: &'static str) -> Chunk {

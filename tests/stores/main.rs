@@ -29,6 +29,8 @@ mod postgres_store;
 #[cfg(feature = "redis")]
 mod redis_cluster;
 #[cfg(feature = "redis")]
+mod redis_join;
+#[cfg(feature = "redis")]
 mod redis_store;
 mod tls;
 
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         on_redis.extend(redis_store::shared_trials());
         on_redis.extend(example_orders::redis_trials());
         on_redis.extend(example_generations::redis_trials());
+        on_redis.extend(redis_join::trials());
         trials.extend(redis.gate(on_redis));
         let redis_server = harness::Service::program("redis-server");
         trials.extend(redis_server.gate(redis_store::private_trials()));

@@ -77,9 +77,8 @@ pub(crate) async fn forward(relay: JoinRelay, watcher: Watcher, producer: Produc
             .await;
             if let Some(end) = end {
                 if end == LiveEnd::TooLarge {
-                    // Free what Redis holds at once: only the end stays.
+                    // The relay lets go of what it holds; only the end stays.
                     entries.retain(|entry| !matches!(entry, LiveEntry::Chunk(_)));
-                    fresh = true;
                 }
                 entries.push(LiveEntry::End(end));
             }
@@ -169,6 +168,12 @@ async fn usable(
     fingerprint: &Fingerprint,
     entries: Vec<(Cursor, LiveEntry)>,
 ) -> Option<RelayedHead> {
+    if entries
+        .iter()
+        .any(|(_, entry)| *entry == LiveEntry::End(LiveEnd::TooLarge))
+    {
+        return Some(RelayedHead::TooLarge);
+    }
     let mut entries = entries.into_iter();
     let (cursor, first) = entries.next()?;
     let LiveEntry::Head {
@@ -179,7 +184,7 @@ async fn usable(
         lease,
     } = first
     else {
-        return matches!(first, LiveEntry::End(LiveEnd::TooLarge)).then_some(RelayedHead::TooLarge);
+        return None;
     };
     if theirs != *fingerprint || !relay.get().still_owned(key, token).await.ok()? {
         return None;

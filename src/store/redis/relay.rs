@@ -298,6 +298,17 @@ impl Relay for RedisRelay {
             if fresh {
                 pipeline.cmd("DEL").arg(&live).ignore();
             }
+            if entries.contains(&LiveEntry::End(LiveEnd::TooLarge)) {
+                // Past the recording limit: the chunks go at once. Trimmed,
+                // not deleted, so the end's id still follows every id a
+                // joiner has read.
+                pipeline
+                    .cmd("XTRIM")
+                    .arg(&live)
+                    .arg("MAXLEN")
+                    .arg(0)
+                    .ignore();
+            }
             for entry in entries {
                 let (field, value) = encode(entry);
                 pipeline
