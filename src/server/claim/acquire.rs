@@ -103,7 +103,11 @@ async fn wait_and_claim<St: Store>(
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if watcher.is_none() {
-            watcher = shared.config.joins.as_ref().map(|board| board.watch(key));
+            watcher = shared
+                .config
+                .joins
+                .as_ref()
+                .map(|board| board.watch(key, fingerprint));
         }
         let settle = settle(shared, key, remaining, &mut poll);
         let settled = match first_of(watcher.as_ref(), remote.as_mut(), settle).await {

@@ -340,9 +340,10 @@ impl<St: Store> PendingRecord<St> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let watcher = board.watch(&key);
+        let fingerprint = self.claim.fingerprint;
+        let watcher = board.watch(&key, &fingerprint);
         if matches!(self.joining, Joining::Open) {
-            match board.attach(&key, || self.head(), so_far, len) {
+            match board.attach(&key, &fingerprint, || self.head(), so_far, len) {
                 Some(feed) => self.joining = Joining::Feeding(feed),
                 None => return,
             }
@@ -378,7 +379,13 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
 
     fn idle(&mut self, so_far: Option<&[Bytes]>, len: usize) {
         if let (Joining::Open, Some(board)) = (&self.joining, &self.claim.config().joins)
-            && let Some(feed) = board.attach(self.claim.key(), || self.head(), so_far, len)
+            && let Some(feed) = board.attach(
+                self.claim.key(),
+                &self.claim.fingerprint,
+                || self.head(),
+                so_far,
+                len,
+            )
         {
             self.joining = Joining::Feeding(feed);
         }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::live::{HeadState, Live, LiveHead, Progress};
-use crate::store::KeyDigest;
+use crate::store::{Fingerprint, KeyDigest};
 
 /// The live copies joiners wait on, by key.
 #[derive(Debug, Default)]
@@ -23,16 +23,23 @@ pub(crate) struct JoinBoard {
 }
 
 impl JoinBoard {
-    /// Registers a joiner of `key`, on the copy already up or a new one.
-    pub(crate) fn watch(self: &Arc<Self>, key: &KeyDigest) -> Watcher {
+    /// Registers a joiner of `key` for the request with `fingerprint`, on
+    /// the copy already up or a new one. (A copy up for another request
+    /// under the key is left alone: this joiner gets one of its own that
+    /// nothing feeds, and falls back to the store's answer.)
+    pub(crate) fn watch(self: &Arc<Self>, key: &KeyDigest, fingerprint: &Fingerprint) -> Watcher {
         // Counted under the map's lock, so the last joiner leaving cannot
         // take the copy down between this lookup and this count.
         let up = self.lives.entry(*key).or_insert_with(|| {
             self.up.fetch_add(1, Ordering::Relaxed);
-            Arc::default()
+            Arc::new(Live::new(*fingerprint))
         });
-        up.add_watcher();
-        let live = Arc::clone(up.value());
+        let live = if up.is_for(fingerprint) {
+            up.add_watcher();
+            Arc::clone(up.value())
+        } else {
+            Arc::new(Live::new(*fingerprint))
+        };
         drop(up);
         Watcher {
             board: Arc::clone(self),
@@ -41,12 +48,14 @@ impl JoinBoard {
         }
     }
 
-    /// For the response in flight for `key`: the copy its joiners wait on,
-    /// now fed by it, if one is up and nothing feeds it yet. `so_far` is what
-    /// the response produced before (`None`: more than the limit).
+    /// For the response in flight for `key`, to the request with
+    /// `fingerprint`: the copy its joiners wait on, now fed by it, if one is
+    /// up for that request and nothing feeds it yet. `so_far` is what the
+    /// response produced before (`None`: more than the limit).
     pub(crate) fn attach(
         self: &Arc<Self>,
         key: &KeyDigest,
+        fingerprint: &Fingerprint,
         head: impl FnOnce() -> LiveHead,
         so_far: Option<&[Bytes]>,
         len: usize,
@@ -55,6 +64,9 @@ impl JoinBoard {
             return None;
         }
         let live = Arc::clone(self.lives.get(key)?.value());
+        if !live.is_for(fingerprint) {
+            return None;
+        }
         live.attach(head(), so_far, len).then(|| Feed {
             board: Arc::clone(self),
             key: *key,
@@ -170,6 +182,8 @@ mod tests {
         KeyDigest::new(&Scope::new("t"), &key)
     }
 
+    const FP: Fingerprint = Fingerprint::from_bytes([1; 32]);
+
     fn head() -> LiveHead {
         LiveHead {
             status: StatusCode::OK,
@@ -180,11 +194,11 @@ mod tests {
     #[test]
     fn nothing_is_up_until_a_joiner_comes() {
         let board = Arc::new(JoinBoard::default());
-        assert!(board.attach(&key("a"), head, Some(&[]), 0).is_none());
-        let watcher = board.watch(&key("a"));
-        assert!(board.attach(&key("b"), head, Some(&[]), 0).is_none());
-        let feed = board.attach(&key("a"), head, Some(&[]), 0).unwrap();
-        assert!(board.attach(&key("a"), head, Some(&[]), 0).is_none());
+        assert!(board.attach(&key("a"), &FP, head, Some(&[]), 0).is_none());
+        let watcher = board.watch(&key("a"), &FP);
+        assert!(board.attach(&key("b"), &FP, head, Some(&[]), 0).is_none());
+        let feed = board.attach(&key("a"), &FP, head, Some(&[]), 0).unwrap();
+        assert!(board.attach(&key("a"), &FP, head, Some(&[]), 0).is_none());
         drop(watcher);
         assert_eq!(board.lives.len(), 1, "fed: stays up for later joiners");
         drop(feed);
@@ -195,8 +209,8 @@ mod tests {
     #[test]
     fn the_last_joiner_takes_down_an_unfed_copy() {
         let board = Arc::new(JoinBoard::default());
-        let first = board.watch(&key("a"));
-        let second = board.watch(&key("a"));
+        let first = board.watch(&key("a"), &FP);
+        let second = board.watch(&key("a"), &FP);
         drop(first);
         assert_eq!(board.lives.len(), 1);
         drop(second);
@@ -205,10 +219,28 @@ mod tests {
     }
 
     #[test]
+    fn a_response_to_another_request_never_feeds_the_copy() {
+        let board = Arc::new(JoinBoard::default());
+        let other = Fingerprint::from_bytes([2; 32]);
+        let watcher = board.watch(&key("a"), &FP);
+        assert!(
+            board
+                .attach(&key("a"), &other, head, Some(&[]), 0)
+                .is_none()
+        );
+        // A joiner of the other request gets a copy of its own, unfed.
+        let stray = board.watch(&key("a"), &other);
+        assert!(!Arc::ptr_eq(&stray.live, &watcher.live));
+        drop(stray);
+        assert_eq!(board.lives.len(), 1);
+        assert!(board.attach(&key("a"), &FP, head, Some(&[]), 0).is_some());
+    }
+
+    #[test]
     fn a_dropped_feed_fails_its_joiners() {
         let board = Arc::new(JoinBoard::default());
-        let watcher = board.watch(&key("a"));
-        let feed = board.attach(&key("a"), head, Some(&[]), 0).unwrap();
+        let watcher = board.watch(&key("a"), &FP);
+        let feed = board.attach(&key("a"), &FP, head, Some(&[]), 0).unwrap();
         drop(feed);
         let cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(matches!(

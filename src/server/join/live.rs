@@ -8,6 +8,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
+use crate::store::Fingerprint;
+
 /// The head a joiner answers with: the original status and the headers a
 /// replay would send.
 #[derive(Debug)]
@@ -43,8 +45,11 @@ pub(crate) enum HeadState {
 }
 
 /// One response in flight as its joiners see it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Live {
+    /// The request its joiners made: only a response to that request may
+    /// feed it (another request under the same key is a mismatch).
+    fingerprint: Fingerprint,
     state: Mutex<LiveState>,
 }
 
@@ -91,6 +96,19 @@ impl LiveState {
 }
 
 impl Live {
+    /// A copy for joiners of the request with `fingerprint`.
+    pub(crate) fn new(fingerprint: Fingerprint) -> Self {
+        Self {
+            fingerprint,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Tells whether this copy is for the request with `fingerprint`.
+    pub(crate) fn is_for(&self, fingerprint: &Fingerprint) -> bool {
+        self.fingerprint == *fingerprint
+    }
+
     fn lock(&self) -> MutexGuard<'_, LiveState> {
         // A panic while holding the lock leaves the state whole: every
         // change is a single assignment or push.
@@ -219,7 +237,7 @@ mod tests {
 
     #[test]
     fn chunks_then_a_complete_end() {
-        let live = Live::default();
+        let live = Live::new(Fingerprint::from_bytes([1; 32]));
         let cx = Context::from_waker(Waker::noop());
         assert!(live.poll_head(&cx).is_pending());
         assert!(live.attach(head(), Some(&[Bytes::from_static(b"a")]), 1));
@@ -241,7 +259,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_the_chunks_go() {
-        let live = Live::default();
+        let live = Live::new(Fingerprint::from_bytes([1; 32]));
         let cx = Context::from_waker(Waker::noop());
         live.attach(head(), Some(&[]), 0);
         live.push(&Bytes::from_static(b"12345"), 8);
@@ -263,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_failure_after_chunks_is_an_error() {
-        let live = Live::default();
+        let live = Live::new(Fingerprint::from_bytes([1; 32]));
         let cx = Context::from_waker(Waker::noop());
         live.attach(head(), Some(&[Bytes::from_static(b"a")]), 1);
         live.end(Progress::Failed);
