@@ -1,87 +1,30 @@
 //! [`RedisStore`]: records in Redis, shared by every replica.
 
+mod call;
 mod relay;
+mod scripts;
 
 use std::fmt::{self, Write};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, Script,
-    ServerErrorKind, ToRedisArgs,
-};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError};
 
+use self::call::{Connection, Replication, ScriptCall, millis, unavailable};
 use self::relay::RedisRelay;
+use self::scripts::{
+    CLAIM_SCRIPT, FORGET_SCRIPT, INSPECT_SCRIPT, RECORD_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT,
+};
 use super::codec;
 use super::timeout::within;
 use super::{
     ClaimOutcome, FencingToken, Fingerprint, JoinRelay, KeyDigest, KeyState, Record, Store,
     StoreError, StoreErrorKind, new_token,
 };
-
-/// Claims a free key, or returns what it holds. One round trip.
-///
-/// A key's value is one binary string: `F` or `C`, the 32-byte fingerprint,
-/// then the owner's token (in flight, as decimal text) or the encoded record
-/// (completed). An in-flight key expires with its lease, a completed one with
-/// its TTL: Redis itself forgets them (`PX`).
-const CLAIM: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held then return held end
-redis.call('SET', KEYS[1], 'F' .. ARGV[1] .. ARGV[2], 'PX', ARGV[3])
-return false
-";
-
-/// Shared prologue: is ARGV[1] the token of the live in-flight claim?
-macro_rules! owned_by_token {
-    ($then:literal) => {
-        concat!(
-            r"
-local held = redis.call('GET', KEYS[1])
-if not held or string.sub(held, 1, 1) ~= 'F' or string.sub(held, 34) ~= ARGV[1] then
-  return 0
-end
-",
-            $then,
-            "\nreturn 1\n"
-        )
-    };
-}
-
-/// Completes the claim of token ARGV[1] with the record ARGV[2] for ARGV[3] ms.
-/// A key that already holds exactly that record answers 1 too: a record sent
-/// again (its replication was not acknowledged the first time) succeeds
-/// without writing, so it can be acknowledged on its second try.
-const RECORD: &str = concat!(
-    "if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end\n",
-    owned_by_token!("redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])")
-);
-/// Deletes the claim of token ARGV[1].
-const RELEASE: &str = owned_by_token!("redis.call('DEL', KEYS[1])");
-/// Extends the lease of token ARGV[1] to ARGV[2] ms from now.
-const RENEW: &str = owned_by_token!("redis.call('PEXPIRE', KEYS[1], ARGV[2])");
-/// The key's value and its time to live in ms, read together; nil if absent.
-const INSPECT: &str = r"
-local held = redis.call('GET', KEYS[1])
-if not held then return false end
-return {held, redis.call('PTTL', KEYS[1])}
-";
-/// Answers 1 if token ARGV[1] holds the live in-flight claim.
-const OWNED: &str = owned_by_token!("");
-/// Deletes the key whatever it holds; answers how many keys went (0 or 1).
-const FORGET: &str = "return redis.call('DEL', KEYS[1])";
-
-static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM));
-static RECORD_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD));
-static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
-static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
-static INSPECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT));
-static FORGET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET));
-static OWNED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OWNED));
 
 /// The default key prefix.
 const DEFAULT_PREFIX: &str = "idempotency:";
@@ -172,21 +115,6 @@ pub struct RedisStore {
     join_poll: Duration,
     /// The relay, made on first use from the settings above.
     relay: Arc<OnceLock<JoinRelay>>,
-}
-
-/// Where the store's commands go: one Redis, or a Redis Cluster.
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-/// Replicated claims: how many replicas must acknowledge each write, and how
-/// long Redis may wait for them.
-#[derive(Debug, Clone, Copy)]
-struct Replication {
-    replicas: u32,
-    timeout: Duration,
 }
 
 /// Fewer replicas acknowledged a write than the store was set to require.
@@ -437,60 +365,6 @@ impl RedisStore {
     }
 }
 
-/// One call of a script on one key, as `EVALSHA`.
-struct ScriptCall {
-    script: &'static Script,
-    command: Cmd,
-}
-
-impl ScriptCall {
-    fn new(script: &'static Script, key: &str) -> Self {
-        let mut command = redis::cmd("EVALSHA");
-        command.arg(script.get_hash()).arg(1).arg(key);
-        Self { script, command }
-    }
-
-    fn arg(mut self, arg: impl ToRedisArgs) -> Self {
-        self.command.arg(arg);
-        self
-    }
-
-    /// Sends the call (followed by `WAIT` on the same connection, in one
-    /// round trip, when `replication` is set), loading the script first if
-    /// the node has not seen it.
-    async fn run<T: FromRedisValue, C: ConnectionLike>(
-        &self,
-        connection: &mut C,
-        replication: Option<Replication>,
-    ) -> Result<(T, Option<i64>), RedisError> {
-        match self.send(connection, replication).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.script.load_async(connection).await?;
-                self.send(connection, replication).await
-            }
-            answer => answer,
-        }
-    }
-
-    async fn send<T: FromRedisValue, C: ConnectionLike>(
-        &self,
-        connection: &mut C,
-        replication: Option<Replication>,
-    ) -> Result<(T, Option<i64>), RedisError> {
-        let Some(replication) = replication else {
-            return Ok((self.command.query_async(connection).await?, None));
-        };
-        let mut pipeline = redis::pipe();
-        pipeline
-            .add_command(self.command.clone())
-            .cmd("WAIT")
-            .arg(replication.replicas)
-            .arg(millis(replication.timeout));
-        let (answer, acknowledged): (T, i64) = pipeline.query_async(connection).await?;
-        Ok((answer, Some(acknowledged)))
-    }
-}
-
 /// Waits for a connection at most the default timeout.
 async fn bounded_connect<C>(
     address: &str,
@@ -519,17 +393,6 @@ fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(DEFAULT_TIMEOUT))
         .set_response_timeout(Some(DEFAULT_TIMEOUT))
-}
-
-fn unavailable(error: RedisError) -> StoreError {
-    StoreError::with_source(StoreErrorKind::Unavailable, error)
-}
-
-fn millis(duration: Duration) -> u64 {
-    // Redis refuses 0 ms; round up to at least 1.
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// What a claim found in a key's value.

@@ -26,7 +26,8 @@ use http::StatusCode;
 use redis::{Client, RedisError};
 use tokio::time::Instant;
 
-use super::{Connection, OWNED_SCRIPT, ScriptCall, millis, unavailable};
+use super::call::{Connection, ScriptCall, millis, unavailable};
+use super::scripts::OWNED_SCRIPT;
 use crate::store::codec;
 use crate::store::relay::{Cursor, LiveEnd, LiveEntry, Relay, RelayCall};
 use crate::store::timeout::within;
