@@ -510,3 +510,30 @@ async fn another_request_under_a_streaming_key_gets_a_mismatch_not_the_stream() 
     assert_eq!(harness.joined.load(Ordering::SeqCst), 0);
     drop(feeder);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_joiner_of_a_silent_original_gets_the_head_at_its_next_lease_renewal() {
+    // Renewals every second: the original's body is polled then, and hands
+    // the waiting joiner what it has, without producing anything new.
+    let (service, mut harness) = generations(|layer| layer.lease(Duration::from_secs(3)));
+    let original = service.clone().oneshot(generate("k1")).await.unwrap();
+    let feeder = harness.feeder().await;
+    let mut original = original.into_body();
+    feeder.send(data("a")).unwrap();
+    chunk(&mut original).await;
+    let reader = tokio::spawn(async move { rest(original).await });
+    let joiner = join(&service, &harness, "k1", 1).await;
+    let waited = tokio::time::Instant::now();
+    let joined = joiner.await.unwrap();
+    assert_joined_head(&joined, "1");
+    assert!(
+        waited.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        waited.elapsed()
+    );
+    let mut joined = joined.into_body();
+    assert_eq!(chunk(&mut joined).await, "a");
+    drop(feeder);
+    assert!(next(&mut joined).await.is_none());
+    assert_eq!(reader.await.unwrap().unwrap(), "");
+}

@@ -373,9 +373,59 @@ async fn connections_killed_mid_load_answer_503_then_recover_without_double_exec
 }
 
 /// The tests on the PostgreSQL at `DATABASE_URL`.
+/// Joining on, two replicas on one table: PostgreSQL carries no live copy,
+/// so a retry on the other replica waits for the record and replays the
+/// whole body once the original ends (never a 409, never a part).
+async fn a_retry_on_another_replica_waits_for_the_record_and_replays_it_whole() {
+    use crate::common::fed::{generation, next, rest, streaming};
+    use bytes::Bytes;
+    use tower::ServiceExt;
+    let shared = store("join_fallback").await;
+    let other = PostgresStore::connect(&database_url())
+        .await
+        .unwrap()
+        .table(&shared.table)
+        .unwrap();
+    let bound = Duration::from_secs(20);
+    let (one, mut fed) =
+        streaming(IdempotencyLayer::new(shared.store.clone()).join_in_flight(bound));
+    let (two, _) = streaming(IdempotencyLayer::new(other).join_in_flight(bound));
+    let mut original = one
+        .clone()
+        .oneshot(generation("k1"))
+        .await
+        .unwrap()
+        .into_body();
+    let feeder = fed.recv().await.unwrap();
+    feeder.send(Ok(Bytes::from_static(b"data: 0\n\n"))).unwrap();
+    next(&mut original).await.unwrap().unwrap();
+    let retry = tokio::spawn(two.clone().oneshot(generation("k1")));
+    for i in 1..5 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        feeder
+            .send(Ok(Bytes::from(format!("data: {i}\n\n"))))
+            .unwrap();
+        next(&mut original).await.unwrap().unwrap();
+    }
+    assert!(
+        !retry.is_finished(),
+        "the retry waits while the original streams"
+    );
+    drop(feeder);
+    assert!(next(&mut original).await.is_none());
+    let replayed = retry.await.unwrap().unwrap();
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let body = rest(replayed.into_body()).await.unwrap();
+    assert_eq!(
+        body,
+        "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
+    );
+}
+
 pub fn trials() -> Vec<Trial> {
     trials![
         "postgres_store";
+        Flavor::MultiThread(2) => a_retry_on_another_replica_waits_for_the_record_and_replays_it_whole,
         Flavor::MultiThread(4) => two_replicas_on_one_database_run_a_key_once,
         Flavor::CurrentThread => a_thirty_day_record_survives_a_new_pool,
         Flavor::CurrentThread => purge_removes_only_expired_rows_in_bounded_batches,
