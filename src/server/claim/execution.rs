@@ -98,9 +98,7 @@ where
             headers,
             body: Bytes::new(),
         };
-        let record = Box::pin(async move {
-            claim.record(Some(recorded)).await;
-        });
+        let record = Box::pin(claim.record(Some(recorded), None));
         return (
             Ok(Response::from_parts(parts, ResponseBody::inner(body))),
             Some(record),

@@ -167,16 +167,23 @@ impl<St: Store> Claim<St> {
 
     /// Records the outcome: a response, or `None` for a tombstone. If the store
     /// fails, recording goes on in the background while the lease lasts.
-    /// Answers whether the record stands (or is still being tried): `false`
-    /// when the store refused it, the lease having passed to another owner.
-    pub(crate) async fn record(mut self, response: Option<RecordedResponse>) -> bool {
+    /// Then ends `joiners`, the copy joiners read, if there is one: complete
+    /// if the record stands (or is still being tried), failed if the store
+    /// refused it, the lease having passed to another owner. (One future for
+    /// both: a wrapper awaiting this one would hold the claim and the
+    /// response twice.)
+    pub(crate) async fn record(
+        mut self,
+        response: Option<RecordedResponse>,
+        joiners: Option<Feed>,
+    ) {
         let record = Record {
             fingerprint: self.fingerprint,
             response,
         };
         let result = record_once(&self.shared, &self.key, self.token, &record).await;
         self.settled = true;
-        match result {
+        let stands = match result {
             Ok(()) => true,
             Err(error) if error.kind() == StoreErrorKind::LeaseLost => {
                 warn_store_error!(
@@ -193,6 +200,15 @@ impl<St: Store> Claim<St> {
                 self.keep_recording(record);
                 true
             }
+        };
+        if let Some(joiners) = joiners {
+            // Joiners see the end when the original's client does: once the
+            // record is made.
+            joiners.end(if stands {
+                Progress::Complete
+            } else {
+                Progress::Failed
+            });
         }
     }
 
@@ -405,17 +421,10 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
             headers,
             body,
         });
-        Box::pin(async move {
-            let stands = claim.record(response).await;
-            if let Joining::Feeding(feed) = joining {
-                // Joiners see the end when the original's client does: once
-                // the record is made.
-                feed.end(if stands {
-                    Progress::Complete
-                } else {
-                    Progress::Failed
-                });
-            }
-        })
+        let joiners = match joining {
+            Joining::Feeding(feed) => Some(feed),
+            Joining::Off | Joining::Open => None,
+        };
+        Box::pin(claim.record(response, joiners))
     }
 }
