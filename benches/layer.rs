@@ -117,7 +117,7 @@ fn compare(
     group_name: &str,
     bare: Scenario<'_>,
     scenarios: &[Scenario<'_>],
-) {
+) -> Vec<(String, f64)> {
     let mut group = c.benchmark_group(group_name);
     let mut means: Vec<(String, Mean)> = Vec::new();
     for scenario in std::iter::once(&bare).chain(scenarios) {
@@ -138,7 +138,7 @@ fn compare(
     }
     group.finish();
     if means[0].1.iters == 0 {
-        return; // Filtered out by the command line.
+        return Vec::new(); // Filtered out by the command line.
     }
     let bare_secs = means[0].1.secs();
     for (name, mean) in &means[1..] {
@@ -149,6 +149,10 @@ fn compare(
             bare_secs * 1e6
         );
     }
+    means[1..]
+        .iter()
+        .map(|(name, mean)| (name.clone(), mean.secs()))
+        .collect()
 }
 
 /// Fresh keys and a replay of the key `replayed` on `app`, against `bare`.
@@ -345,6 +349,131 @@ fn joining(c: &mut Criterion) {
     }
 }
 
+/// What the floor keeps of a response: the fingerprint, the status and
+/// the body.
+type FloorRecord = ([u8; 32], StatusCode, Bytes);
+
+/// The floor: the least any idempotency layer must do, as a router of the
+/// same shape. A request with a key has its body buffered, its method, path
+/// and body hashed (SHA-256) and its key digested (SHA-256); then one map
+/// operation: a hit is answered from the map, a miss calls the handler,
+/// reads its response and stores it. No lease, no fencing, no headers kept,
+/// no concurrency control: a lower bound, not a design. (Its router answers
+/// a request without a key itself, faster than the bare router's handler:
+/// the no-key floor is an identity layer instead, see [`floor`].)
+fn floor_app() -> Router {
+    use axum::response::IntoResponse;
+    let records: Arc<dashmap::DashMap<[u8; 32], FloorRecord>> = Arc::default();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let records = Arc::clone(&records);
+        async move {
+            let (parts, body) = request.into_parts();
+            let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
+                return Ok::<_, std::convert::Infallible>(StatusCode::BAD_REQUEST.into_response());
+            };
+            let Some(key) = parts.headers.get("idempotency-key") else {
+                return Ok((StatusCode::CREATED, RESPONSE).into_response());
+            };
+            let mut hash = Sha256::new();
+            hash.update(parts.method.as_str());
+            hash.update(parts.uri.path());
+            hash.update(&body);
+            let fingerprint: [u8; 32] = hash.finalize().into();
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            if let Some(record) = records.get(&digest) {
+                let (theirs, status, body) = record.value().clone();
+                if theirs != fingerprint {
+                    return Ok(StatusCode::CONFLICT.into_response());
+                }
+                return Ok((status, body).into_response());
+            }
+            let response = (StatusCode::CREATED, RESPONSE).into_response();
+            let (parts, body) = response.into_parts();
+            let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
+                return Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            };
+            records.insert(digest, (fingerprint, parts.status, body.clone()));
+            Ok(http::Response::from_parts(parts, Body::from(body)))
+        }
+    });
+    Router::new()
+        .route_service("/orders", service)
+        .with_state(())
+}
+
+/// The layer beside the floor, per path, in one run: the ratios to the bare
+/// router, and the layer's time above the floor's.
+fn floor(c: &mut Criterion) {
+    let runtime = current_thread();
+    let body = json_body(1024);
+    let bare = app().with_state(());
+    let floor = floor_app();
+    // For requests without a key the floor is any layer's cost in axum: a
+    // layer that passes the request through unchanged.
+    let identity = app()
+        .layer(tower::util::MapRequestLayer::new(
+            |request: Request<Body>| request,
+        ))
+        .with_state(());
+    let layer = layered(Arc::new(MemoryStore::new()));
+    runtime.block_on(async {
+        call(&floor, request("/orders", Some("replayed"), &body)).await;
+        call(&layer, request("/orders", Some("replayed"), &body)).await;
+    });
+    let means = compare(
+        c,
+        &runtime,
+        "floor_1KiB",
+        Scenario {
+            name: "bare",
+            app: &bare,
+            make: &|_| request("/orders", None, &body),
+        },
+        &[
+            Scenario {
+                name: "floor_fresh",
+                app: &floor,
+                make: &|_| request("/orders", Some(&fresh_key()), &body),
+            },
+            Scenario {
+                name: "layer_fresh",
+                app: &layer,
+                make: &|_| request("/orders", Some(&fresh_key()), &body),
+            },
+            Scenario {
+                name: "floor_replay",
+                app: &floor,
+                make: &|_| request("/orders", Some("replayed"), &body),
+            },
+            Scenario {
+                name: "layer_replay",
+                app: &layer,
+                make: &|_| request("/orders", Some("replayed"), &body),
+            },
+            Scenario {
+                name: "identity_layer_no_key",
+                app: &identity,
+                make: &|_| request("/orders", None, &body),
+            },
+            Scenario {
+                name: "layer_no_key",
+                app: &layer,
+                make: &|_| request("/orders", None, &body),
+            },
+        ],
+    );
+    for pair in means.chunks(2) {
+        if let [(floor_name, floor), (layer_name, layer)] = pair {
+            println!(
+                "above the floor {layer_name}: {:.2} µs ({:.2} µs vs {floor_name} {:.2} µs)",
+                (layer - floor) * 1e6,
+                layer * 1e6,
+                floor * 1e6
+            );
+        }
+    }
+}
+
 fn body_sizes(c: &mut Criterion) {
     let runtime = current_thread();
     for (label, len) in [
@@ -397,14 +526,18 @@ fn concurrent(c: &mut Criterion) {
     let body = json_body(1024);
     let bare = app().with_state(());
     let app = layered(Arc::new(MemoryStore::new()));
+    let floor = floor_app();
     runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
+    runtime.block_on(call(&floor, request("/orders", Some("replayed"), &body)));
     let mut group = c.benchmark_group("concurrent_2_workers_32_tasks");
     let mut means: Vec<(&str, Mean)> = Vec::new();
-    let cases: [(&str, &Router, Option<&str>); 4] = [
+    let cases: [(&str, &Router, Option<&str>); 6] = [
         ("bare", &bare, None),
         ("no_key", &app, None),
         ("fresh", &app, Some("")),
         ("replay", &app, Some("replayed")),
+        ("floor_fresh", &floor, Some("")),
+        ("floor_replay", &floor, Some("replayed")),
     ];
     for (name, router, key) in cases {
         let mut mean = Mean::default();
@@ -615,6 +748,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = scenarios, joining, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
+    targets = scenarios, floor, joining, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
 }
 criterion_main!(benches);
