@@ -6,7 +6,7 @@
 use crate::common::example::{http, start_example};
 use crate::common::sse::{End, generation_of, index_of, post_generation};
 
-const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":50}"#;
+const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":100}"#;
 
 /// The events of a whole generation: indexes 0 to 19, then `[DONE]`.
 #[track_caller]

@@ -9,7 +9,7 @@ use crate::common::example::{Server, http, start_example};
 use crate::common::sse::{End, generation_of, index_of, post_generation};
 use crate::harness::{Flavor, trials};
 
-const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":50}"#;
+const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":100}"#;
 
 fn nanos() -> u128 {
     std::time::SystemTime::now()
