@@ -2,19 +2,68 @@
 //! one script call on one key (with `WAIT` for replicated claims), and the
 //! conversions every call shares.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, Script, ServerErrorKind, ToRedisArgs,
+};
 
-use crate::store::{StoreError, StoreErrorKind};
+use crate::store::timeout::within;
+use crate::store::{KeyDigest, StoreError, StoreErrorKind};
 
 /// Where the store's commands go: one Redis, or a Redis Cluster.
 #[derive(Clone)]
 pub(super) enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// Runs `call` (followed by `WAIT` when `replication` is set), bounded
+    /// by `timeout`; answers its answer and how many replicas acknowledged.
+    pub(super) async fn script<T: FromRedisValue>(
+        &self,
+        call: &ScriptCall,
+        replication: Option<Replication>,
+        timeout: Duration,
+    ) -> Result<(T, Option<i64>), StoreError> {
+        within(timeout, async {
+            match self {
+                Self::Single(connection) => call.run(&mut connection.clone(), replication).await,
+                Self::Cluster(connection) => call.run(&mut connection.clone(), replication).await,
+            }
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Sends `pipeline`, bounded by `timeout`.
+    pub(super) async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipeline: &Pipeline,
+        timeout: Duration,
+    ) -> Result<T, StoreError> {
+        within(timeout, async {
+            match self {
+                Self::Single(connection) => pipeline.query_async(&mut connection.clone()).await,
+                Self::Cluster(connection) => pipeline.query_async(&mut connection.clone()).await,
+            }
+            .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// The Redis key of `key`'s record: the prefix and the digest's 64 hex
+/// digits.
+pub(super) fn record_key(prefix: &str, key: &KeyDigest) -> String {
+    let mut name = String::with_capacity(prefix.len() + 64);
+    // Writing to a String cannot fail.
+    let _ = write!(name, "{prefix}{key:x}");
+    name
 }
 
 /// Replicated claims: how many replicas must acknowledge each write, and how

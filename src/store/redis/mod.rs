@@ -4,7 +4,7 @@ mod call;
 mod relay;
 mod scripts;
 
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,13 +14,12 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError};
 
-use self::call::{Connection, Replication, ScriptCall, millis, unavailable};
+use self::call::{Connection, Replication, ScriptCall, millis, record_key, unavailable};
 use self::relay::RedisRelay;
 use self::scripts::{
     CLAIM_SCRIPT, FORGET_SCRIPT, INSPECT_SCRIPT, RECORD_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT,
 };
 use super::codec;
-use super::timeout::within;
 use super::{
     ClaimOutcome, FencingToken, Fingerprint, JoinRelay, KeyDigest, KeyState, Record, Store,
     StoreError, StoreErrorKind, new_token,
@@ -308,10 +307,7 @@ impl RedisStore {
     }
 
     fn redis_key(&self, key: &KeyDigest) -> String {
-        let mut redis_key = String::with_capacity(self.prefix.len() + 64);
-        // Writing to a String cannot fail.
-        let _ = write!(redis_key, "{}{key:x}", self.prefix);
-        redis_key
+        record_key(&self.prefix, key)
     }
 
     /// Runs one script call (with `WAIT` when `replicate` and replicated
@@ -323,18 +319,9 @@ impl RedisStore {
         replicate: bool,
     ) -> Result<(T, Option<i64>), StoreError> {
         let replication = self.replication.filter(|_| replicate);
-        within(self.timeout, async {
-            match &self.connection {
-                Connection::Single(connection) => {
-                    call.run(&mut connection.clone(), replication).await
-                }
-                Connection::Cluster(connection) => {
-                    call.run(&mut connection.clone(), replication).await
-                }
-            }
-            .map_err(unavailable)
-        })
-        .await
+        self.connection
+            .script(call, replication, self.timeout)
+            .await
     }
 
     /// Runs a write that answers 1 if the token owned the claim, 0 if not,

@@ -26,11 +26,10 @@ use http::StatusCode;
 use redis::{Client, RedisError};
 use tokio::time::Instant;
 
-use super::call::{Connection, ScriptCall, millis, unavailable};
+use super::call::{Connection, ScriptCall, millis, record_key};
 use super::scripts::OWNED_SCRIPT;
 use crate::store::codec;
 use crate::store::relay::{Cursor, LiveEnd, LiveEntry, Relay, RelayCall};
-use crate::store::timeout::within;
 use crate::store::{FencingToken, Fingerprint, KeyDigest, StoreError, StoreErrorKind};
 
 /// How long a key stays wanted after a joiner asked for it.
@@ -116,18 +115,7 @@ impl Inner {
         &self,
         pipeline: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        within(self.timeout, async {
-            match &self.connection {
-                Connection::Single(connection) => {
-                    pipeline.query_async(&mut connection.clone()).await
-                }
-                Connection::Cluster(connection) => {
-                    pipeline.query_async(&mut connection.clone()).await
-                }
-            }
-            .map_err(unavailable)
-        })
-        .await
+        self.connection.pipeline(pipeline, self.timeout).await
     }
 }
 
@@ -361,19 +349,10 @@ impl Relay for RedisRelay {
 
     fn still_owned<'a>(&'a self, key: &'a KeyDigest, token: FencingToken) -> RelayCall<'a, bool> {
         Box::pin(async move {
-            let record_key = format!("{}{key:x}", self.inner.prefix);
-            let call = ScriptCall::new(&OWNED_SCRIPT, &record_key).arg(token.get().to_string());
-            let owned: i64 = within(self.inner.timeout, async {
-                match &self.inner.connection {
-                    Connection::Single(connection) => call.run(&mut connection.clone(), None).await,
-                    Connection::Cluster(connection) => {
-                        call.run(&mut connection.clone(), None).await
-                    }
-                }
-                .map(|(owned, _)| owned)
-                .map_err(unavailable)
-            })
-            .await?;
+            let name = record_key(&self.inner.prefix, key);
+            let call = ScriptCall::new(&OWNED_SCRIPT, &name).arg(token.get().to_string());
+            let inner = &self.inner;
+            let (owned, _): (i64, _) = inner.connection.script(&call, None, inner.timeout).await?;
             Ok(owned == 1)
         })
     }
