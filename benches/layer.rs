@@ -8,6 +8,9 @@
 //! cargo bench --bench layer --features redis,postgres   # and the shared stores, if they answer
 //! ```
 
+#[path = "support/app.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,40 +23,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
+use support::{RESPONSE, app, call, json_body, request};
 use tower_idempotency::store::{ClaimOutcome, KeyDigest, Record, RecordedResponse};
 use tower_idempotency::{Fingerprint, IdempotencyKey, IdempotencyLayer, MemoryStore, Scope, Store};
-
-/// The handler's answer: ~100 bytes.
-const RESPONSE: &str =
-    r#"{"id":12345,"status":"created","amount":1999,"currency":"eur","note":"a benchmark order"}"#;
-
-/// A JSON body of exactly `len` bytes (empty for 0).
-fn json_body(len: usize) -> Bytes {
-    if len < 16 {
-        return Bytes::from(" ".repeat(len));
-    }
-    let mut json = String::from(r#"{"items":["#);
-    while json.len() + 40 < len {
-        json.push_str(r#"{"sku":"abc","qty":1},"#);
-    }
-    json.push_str(r#"{"sku":"end"}]}"#);
-    while json.len() < len {
-        json.push(' ');
-    }
-    Bytes::from(json)
-}
-
-/// The app: `POST /orders` answers at once, `POST /hang` never answers (it
-/// keeps a key in flight for the in-flight scenario).
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/orders",
-            post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
-        )
-        .route("/hang", post(std::future::pending::<StatusCode>))
-}
 
 fn layered<St: Store>(store: Arc<St>) -> Router {
     app_with(IdempotencyLayer::from_shared_store(store))
@@ -63,22 +35,6 @@ fn app_with<St: Store>(layer: IdempotencyLayer<St>) -> Router {
     // `with_state` turns handlers into routes once, as `axum::serve` does;
     // without it a `Router` rebuilds them, layers and all, on every call.
     app().layer(layer).with_state(())
-}
-
-fn request(path: &str, key: Option<&str>, body: &Bytes) -> Request<Body> {
-    let mut builder = Request::post(path).header("content-type", "application/json");
-    if let Some(key) = key {
-        builder = builder.header("idempotency-key", key);
-    }
-    match builder.body(Body::from(body.clone())) {
-        Ok(request) => request,
-        Err(error) => panic!("request: {error}"),
-    }
-}
-
-async fn call(app: &Router, request: Request<Body>) {
-    let Ok(response) = app.clone().oneshot(request).await;
-    let _ = response.into_body().collect().await;
 }
 
 /// Mean time per call, over every sample criterion took.

@@ -11,48 +11,21 @@
 //! reads it and answers 201 with ~100 bytes; the request is built inside
 //! the count, as a client's would be, and the response read to its end.
 
+#[path = "../support/app.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
-use axum::routing::post;
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use http::Request;
+use support::{app, call, json_body, request};
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
 
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 
-const RESPONSE: &str =
-    r#"{"id":12345,"status":"created","amount":1999,"currency":"eur","note":"a benchmark order"}"#;
 const REQUESTS: u64 = 10_000;
-
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/orders",
-            post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
-        )
-        .route("/hang", post(std::future::pending::<StatusCode>))
-}
-
-fn request(path: &str, key: Option<&str>, body: &Bytes) -> Request<Body> {
-    let mut builder = Request::post(path).header("content-type", "application/json");
-    if let Some(key) = key {
-        builder = builder.header("idempotency-key", key);
-    }
-    match builder.body(Body::from(body.clone())) {
-        Ok(request) => request,
-        Err(error) => panic!("request: {error}"),
-    }
-}
-
-async fn call(app: &Router, request: Request<Body>) {
-    let Ok(response) = app.clone().oneshot(request).await;
-    let _ = response.into_body().collect().await;
-}
 
 static FRESH: AtomicU64 = AtomicU64::new(0);
 
@@ -75,18 +48,6 @@ async fn per_request(app: &Router, make: impl Fn() -> Request<Body>) -> (f64, f6
     )
 }
 
-fn body_of(len: usize) -> Bytes {
-    let mut json = String::from(r#"{"items":["#);
-    while json.len() + 40 < len {
-        json.push_str(r#"{"sku":"abc","qty":1},"#);
-    }
-    json.push_str(r#"{"sku":"end"}]}"#);
-    while json.len() < len {
-        json.push(' ');
-    }
-    Bytes::from(json)
-}
-
 fn main() {
     // `ALLOCATIONS_PROFILE=1` also writes `dhat-heap.json`, with the call
     // stack of every allocation site, for `dh_view.html`.
@@ -104,8 +65,8 @@ fn main() {
         Err(error) => panic!("runtime: {error}"),
     };
     runtime.block_on(async {
-        let body = body_of(1024);
-        let other = body_of(1000);
+        let body = json_body(1024);
+        let other = json_body(1000);
         let bare = app().with_state(());
         let layered = app()
             .layer(IdempotencyLayer::new(MemoryStore::new()))

@@ -100,3 +100,15 @@ pub fn generation_of(event: &str) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_str(event).ok()?;
     value["generation"].as_u64()
 }
+
+/// Asserts the events of a whole generation: indexes 0 to 19 of
+/// `generation`, then `[DONE]`.
+#[track_caller]
+pub fn assert_whole(events: &[String], generation: u64) {
+    assert_eq!(events.len(), 21, "{events:?}");
+    for (i, event) in events[..20].iter().enumerate() {
+        assert_eq!(index_of(event), Some(i as u64), "{event}");
+        assert_eq!(generation_of(event), Some(generation), "{event}");
+    }
+    assert_eq!(events[20], "[DONE]");
+}

@@ -4,20 +4,9 @@
 //! binary.)
 
 use crate::common::example::{http, start_example};
-use crate::common::sse::{End, generation_of, index_of, post_generation};
+use crate::common::sse::{End, assert_whole, generation_of, index_of, post_generation};
 
 const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":100}"#;
-
-/// The events of a whole generation: indexes 0 to 19, then `[DONE]`.
-#[track_caller]
-fn assert_whole(events: &[String], generation: u64) {
-    assert_eq!(events.len(), 21, "{events:?}");
-    for (i, event) in events[..20].iter().enumerate() {
-        assert_eq!(index_of(event), Some(i as u64), "{event}");
-        assert_eq!(generation_of(event), Some(generation), "{event}");
-    }
-    assert_eq!(events[20], "[DONE]");
-}
 
 #[tokio::test]
 async fn a_retry_after_a_disconnect_gets_every_event_from_the_first_live() {

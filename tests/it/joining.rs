@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tower_idempotency::server::{JoinInterrupted, RequestBody, ResponseBody};
 use tower_idempotency::{IdempotencyLayer, Outcome, Store};
 
-use crate::common::fed::{Chunk, FedBody, next, rest};
+use crate::common::fed::{Chunk, FedBody, generation, next, rest};
 use crate::common::{FaultyStore, Runs, global_digest, settle};
 
 /// The streaming service under test and what the test drives it with.
@@ -98,13 +98,6 @@ fn generations(
     (tower::util::BoxCloneSyncService::new(service), harness)
 }
 
-fn generate(key: &str) -> Request<Full<Bytes>> {
-    Request::post("/v1/generations")
-        .header("idempotency-key", key)
-        .body(Full::new(Bytes::from_static(b"{\"prompt\":\"tea\"}")))
-        .unwrap()
-}
-
 impl Generations {
     /// The feeder of the run that just started.
     async fn feeder(&mut self) -> mpsc::UnboundedSender<Chunk> {
@@ -119,6 +112,17 @@ impl Generations {
     }
 }
 
+/// Starts the original response for `key`: its body, and the sender that
+/// feeds it.
+async fn start(
+    service: &Generate,
+    harness: &mut Generations,
+    key: &str,
+) -> (ResponseBody<FedBody>, mpsc::UnboundedSender<Chunk>) {
+    let original = service.clone().oneshot(generation(key)).await.unwrap();
+    (original.into_body(), harness.feeder().await)
+}
+
 /// Starts a joiner of `key` and waits until it waits on the key.
 async fn join(
     service: &Generate,
@@ -126,7 +130,7 @@ async fn join(
     key: &str,
     nth: usize,
 ) -> tokio::task::JoinHandle<Response<ResponseBody<FedBody>>> {
-    let joiner = tokio::spawn(service.clone().oneshot(generate(key)));
+    let joiner = tokio::spawn(service.clone().oneshot(generation(key)));
     let joiner = tokio::spawn(async move { joiner.await.unwrap().unwrap() });
     harness.waiting(nth).await;
     joiner
@@ -157,7 +161,7 @@ fn assert_joined_head(response: &Response<ResponseBody<FedBody>>, run: &str) {
 #[tokio::test(start_paused = true)]
 async fn a_joiner_at_the_first_byte_gets_every_chunk_live() {
     let (service, mut harness) = generations(|layer| layer);
-    let original = service.clone().oneshot(generate("k1")).await.unwrap();
+    let original = service.clone().oneshot(generation("k1")).await.unwrap();
     let feeder = harness.feeder().await;
     let mut original = original.into_body();
     let joiner = join(&service, &harness, "k1", 1).await;
@@ -180,7 +184,7 @@ async fn a_joiner_at_the_first_byte_gets_every_chunk_live() {
     assert_eq!(harness.runs.count(), 1);
     assert_eq!(harness.joined.load(Ordering::SeqCst), 1);
     // And a retry after the end replays the same bytes.
-    let replay = service.clone().oneshot(generate("k1")).await.unwrap();
+    let replay = service.clone().oneshot(generation("k1")).await.unwrap();
     assert_eq!(
         rest(replay.into_body()).await.unwrap(),
         "data: 0\n\ndata: 1\n\n"
@@ -190,13 +194,7 @@ async fn a_joiner_at_the_first_byte_gets_every_chunk_live() {
 #[tokio::test(start_paused = true)]
 async fn a_joiner_mid_stream_gets_what_was_produced_at_once_then_the_rest() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     for event in ["a", "b", "c"] {
         feeder.send(data(event)).unwrap();
         chunk(&mut original).await;
@@ -219,13 +217,7 @@ async fn a_joiner_mid_stream_gets_what_was_produced_at_once_then_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn a_joiner_at_the_last_chunk_gets_the_whole_body() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     for event in ["a", "b"] {
         feeder.send(data(event)).unwrap();
         chunk(&mut original).await;
@@ -249,7 +241,7 @@ async fn a_joiner_racing_the_end_gets_the_whole_body_by_join_or_replay() {
         let key = format!("k{offset}");
         let mut original = service
             .clone()
-            .oneshot(generate(&key))
+            .oneshot(generation(&key))
             .await
             .unwrap()
             .into_body();
@@ -262,7 +254,7 @@ async fn a_joiner_racing_the_end_gets_the_whole_body_by_join_or_replay() {
         for _ in 0..offset {
             tokio::task::yield_now().await;
         }
-        let joined = service.clone().oneshot(generate(&key)).await.unwrap();
+        let joined = service.clone().oneshot(generation(&key)).await.unwrap();
         assert_eq!(joined.status(), StatusCode::OK, "offset {offset}");
         assert_eq!(joined.headers()["idempotent-replayed"], "true");
         assert_eq!(
@@ -278,18 +270,12 @@ async fn a_joiner_racing_the_end_gets_the_whole_body_by_join_or_replay() {
 #[tokio::test(start_paused = true)]
 async fn a_hundred_joiners_share_one_stream() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     feeder.send(data("a")).unwrap();
     chunk(&mut original).await;
     let joiners: Vec<_> = (0..100)
         .map(|_| {
-            let joiner = service.clone().oneshot(generate("k1"));
+            let joiner = service.clone().oneshot(generation("k1"));
             tokio::spawn(async move { rest(joiner.await.unwrap().into_body()).await.unwrap() })
         })
         .collect();
@@ -310,13 +296,7 @@ async fn a_hundred_joiners_share_one_stream() {
 #[tokio::test(start_paused = true)]
 async fn an_original_failing_mid_stream_cuts_every_joiner_and_the_retry_runs_again() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     feeder.send(data("a")).unwrap();
     chunk(&mut original).await;
     let first = join(&service, &harness, "k1", 1).await;
@@ -341,7 +321,7 @@ async fn an_original_failing_mid_stream_cuts_every_joiner_and_the_retry_runs_aga
     assert!(error.downcast_ref::<JoinInterrupted>().is_some());
     // The claim was released: the next retry runs the service again.
     settle().await;
-    let retry = service.clone().oneshot(generate("k1")).await.unwrap();
+    let retry = service.clone().oneshot(generation("k1")).await.unwrap();
     assert!(!retry.headers().contains_key("idempotent-replayed"));
     assert_eq!(retry.headers()["x-run"], "2");
     assert_eq!(harness.runs.count(), 2);
@@ -350,13 +330,7 @@ async fn an_original_failing_mid_stream_cuts_every_joiner_and_the_retry_runs_aga
 #[tokio::test(start_paused = true)]
 async fn joiners_keep_receiving_after_the_original_client_drops() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     let events: Vec<Bytes> = (0..10)
         .map(|i| Bytes::from(format!("data: {i}\n\n")))
         .collect();
@@ -378,7 +352,7 @@ async fn joiners_keep_receiving_after_the_original_client_drops() {
     assert_eq!(reader.await.unwrap().unwrap(), events.concat());
     assert_eq!(harness.runs.count(), 1);
     // The drained original was recorded too.
-    let replay = service.clone().oneshot(generate("k1")).await.unwrap();
+    let replay = service.clone().oneshot(generation("k1")).await.unwrap();
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(rest(replay.into_body()).await.unwrap(), events.concat());
 }
@@ -386,13 +360,7 @@ async fn joiners_keep_receiving_after_the_original_client_drops() {
 #[tokio::test(start_paused = true)]
 async fn a_response_outgrowing_the_limit_cuts_joiners_and_later_ones_get_409() {
     let (service, mut harness) = generations(|layer| layer.response_record_limit(8));
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     feeder.send(data("1234")).unwrap();
     chunk(&mut original).await;
     let joiner = join(&service, &harness, "k1", 1).await;
@@ -415,13 +383,13 @@ async fn a_response_outgrowing_the_limit_cuts_joiners_and_later_ones_get_409() {
             .is_too_large()
     );
     // A retry now, while it still streams: not replayable, at once.
-    let late = service.clone().oneshot(generate("k1")).await.unwrap();
+    let late = service.clone().oneshot(generation("k1")).await.unwrap();
     assert_eq!(late.status(), StatusCode::CONFLICT);
     let late = rest(late.into_body()).await.unwrap();
     assert!(String::from_utf8_lossy(&late).contains("idempotency_response_not_replayable"));
     drop(feeder);
     assert!(next(&mut original).await.is_none());
-    let after = service.clone().oneshot(generate("k1")).await.unwrap();
+    let after = service.clone().oneshot(generation("k1")).await.unwrap();
     assert_eq!(after.status(), StatusCode::CONFLICT);
     assert_eq!(harness.runs.count(), 1);
 }
@@ -430,13 +398,7 @@ async fn a_response_outgrowing_the_limit_cuts_joiners_and_later_ones_get_409() {
 async fn a_lost_lease_cuts_the_joiners() {
     let lease = Duration::from_secs(3);
     let (service, mut harness) = generations(|layer| layer.lease(lease));
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     feeder.send(data("a")).unwrap();
     chunk(&mut original).await;
     let joiner = join(&service, &harness, "k1", 1).await;
@@ -471,7 +433,7 @@ async fn a_waiting_joiner_of_a_response_not_recorded_runs_the_service_itself() {
         .lock()
         .unwrap()
         .push_back(StatusCode::SERVICE_UNAVAILABLE);
-    let original = tokio::spawn(service.clone().oneshot(generate("k1")));
+    let original = tokio::spawn(service.clone().oneshot(generation("k1")));
     let _first = harness.feeder().await;
     let joiner = join(&service, &harness, "k1", 1).await;
     harness.answer.notify_one();
@@ -490,13 +452,7 @@ async fn a_waiting_joiner_of_a_response_not_recorded_runs_the_service_itself() {
 #[tokio::test(start_paused = true)]
 async fn another_request_under_a_streaming_key_gets_a_mismatch_not_the_stream() {
     let (service, mut harness) = generations(|layer| layer);
-    let mut original = service
-        .clone()
-        .oneshot(generate("k1"))
-        .await
-        .unwrap()
-        .into_body();
-    let feeder = harness.feeder().await;
+    let (mut original, feeder) = start(&service, &mut harness, "k1").await;
     feeder.send(data("a")).unwrap();
     chunk(&mut original).await;
     let other = Request::post("/v1/generations")
@@ -516,7 +472,7 @@ async fn a_joiner_of_a_silent_original_gets_the_head_at_its_next_lease_renewal()
     // Renewals every second: the original's body is polled then, and hands
     // the waiting joiner what it has, without producing anything new.
     let (service, mut harness) = generations(|layer| layer.lease(Duration::from_secs(3)));
-    let original = service.clone().oneshot(generate("k1")).await.unwrap();
+    let original = service.clone().oneshot(generation("k1")).await.unwrap();
     let feeder = harness.feeder().await;
     let mut original = original.into_body();
     feeder.send(data("a")).unwrap();

@@ -6,7 +6,7 @@
 use libtest_mimic::Trial;
 
 use crate::common::example::{Server, http, start_example};
-use crate::common::sse::{End, generation_of, index_of, post_generation};
+use crate::common::sse::{End, assert_whole, generation_of, index_of, post_generation};
 use crate::harness::{Flavor, trials};
 
 const ASK: &str = r#"{"prompt":"a pot of tea","tokens":20,"interval_ms":100}"#;
@@ -35,17 +35,6 @@ async fn two_instances(cluster: bool, extra: &[(&str, &str)]) -> (Server, Server
         start_example("generations", &env).await,
         start_example("generations", &env).await,
     )
-}
-
-/// Events 0 to 19 of generation `generation`, then `[DONE]`.
-#[track_caller]
-fn assert_whole(events: &[String], generation: u64) {
-    assert_eq!(events.len(), 21, "{events:?}");
-    for (i, event) in events[..20].iter().enumerate() {
-        assert_eq!(index_of(event), Some(i as u64), "{event}");
-        assert_eq!(generation_of(event), Some(generation), "{event}");
-    }
-    assert_eq!(events[20], "[DONE]");
 }
 
 async fn generations(server: &Server) -> Vec<serde_json::Value> {
