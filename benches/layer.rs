@@ -357,6 +357,16 @@ fn floor_app() -> Router {
         .with_state(())
 }
 
+/// The no-key floor: a layer that passes the request through unchanged,
+/// which is what any layer costs in axum.
+fn identity_app() -> Router {
+    app()
+        .layer(tower::util::MapRequestLayer::new(
+            |request: Request<Body>| request,
+        ))
+        .with_state(())
+}
+
 /// The layer beside the floor, per path, in one run: the ratios to the bare
 /// router, and the layer's time above the floor's.
 fn floor(c: &mut Criterion) {
@@ -364,13 +374,7 @@ fn floor(c: &mut Criterion) {
     let body = json_body(1024);
     let bare = app().with_state(());
     let floor = floor_app();
-    // For requests without a key the floor is any layer's cost in axum: a
-    // layer that passes the request through unchanged.
-    let identity = app()
-        .layer(tower::util::MapRequestLayer::new(
-            |request: Request<Body>| request,
-        ))
-        .with_state(());
+    let identity = identity_app();
     let layer = layered(Arc::new(MemoryStore::new()));
     runtime.block_on(async {
         call(&floor, request("/orders", Some("replayed"), &body)).await;
@@ -483,13 +487,19 @@ fn concurrent(c: &mut Criterion) {
     let bare = app().with_state(());
     let app = layered(Arc::new(MemoryStore::new()));
     let floor = floor_app();
+    let identity = identity_app();
+    let wrapping = support::app()
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .with_state(());
     runtime.block_on(call(&app, request("/orders", Some("replayed"), &body)));
     runtime.block_on(call(&floor, request("/orders", Some("replayed"), &body)));
     let mut group = c.benchmark_group("concurrent_2_workers_32_tasks");
     let mut means: Vec<(&str, Mean)> = Vec::new();
-    let cases: [(&str, &Router, Option<&str>); 6] = [
+    let cases: [(&str, &Router, Option<&str>); 8] = [
         ("bare", &bare, None),
         ("no_key", &app, None),
+        ("identity_layer_no_key", &identity, None),
+        ("body_wrapping_layer_no_key", &wrapping, None),
         ("fresh", &app, Some("")),
         ("replay", &app, Some("replayed")),
         ("floor_fresh", &floor, Some("")),

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench allocations
+//! ALLOCATIONS_PROFILE=1 ALLOCATIONS_PATH=fresh cargo bench --bench allocations   # one path's sites, in dhat-heap.json
 //! ```
 //!
 //! The app is the one `benches/layer.rs` measures: an axum `Router` called
@@ -89,8 +90,14 @@ fn main() {
             ("mismatch", &layered, &|| request("/orders", Some("mismatched"), &other)),
             ("in flight", &layered, &|| request("/hang", Some("in-flight"), &body)),
         ];
+        // `ALLOCATIONS_PATH=fresh` (say) counts that path alone, so the
+        // profile's sites are that path's.
+        let only = std::env::var("ALLOCATIONS_PATH").ok();
         let mut bare_blocks = 0.0;
         for (name, app, make) in paths {
+            if only.as_deref().is_some_and(|only| only != name) {
+                continue;
+            }
             let (blocks, bytes) = per_request(app, make).await;
             if name == "bare" {
                 bare_blocks = blocks;
