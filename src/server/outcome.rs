@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::decision::Decision;
 use super::response::Rejection;
 use crate::store::KeyDigest;
@@ -99,6 +101,29 @@ pub struct OutcomeReport {
     /// read and fingerprinted, the store asked); the service's own time is not
     /// included.
     pub elapsed: Duration,
+}
+
+/// Times a request for its report. The clock is read only when a report
+/// carries times to someone: a hook, or a span with the `tracing` feature;
+/// otherwise every time is zero and no clock is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopwatch(Option<Instant>);
+
+impl Stopwatch {
+    /// Starts now, if `timed`.
+    pub(crate) fn start(timed: bool) -> Self {
+        Self(timed.then(Instant::now))
+    }
+
+    /// The time since the start (zero when untimed).
+    pub(crate) fn elapsed(self) -> Duration {
+        self.0.map_or(Duration::ZERO, |started| started.elapsed())
+    }
+}
+
+/// Whether reports go anywhere that reads their times.
+pub(crate) fn timed(hook: Option<&OutcomeHook>) -> bool {
+    hook.is_some() || cfg!(feature = "tracing")
 }
 
 /// The hook the layer calls with every report.

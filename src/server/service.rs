@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use tokio::time::Instant;
 use tower_service::Service;
 
 use super::BoxError;
@@ -18,7 +17,7 @@ use super::config::{Config, Shared};
 use super::content_length::declared_len;
 use super::decision::Decision;
 use super::future::ResponseFuture;
-use super::outcome::{Outcome, report};
+use super::outcome::{Outcome, Stopwatch, report, timed};
 use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
 use super::response::{Rejection, ResponseBody, joined, rejection_response, relayed, replay};
 use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
@@ -194,8 +193,9 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    let started = Instant::now();
     let config = &shared.config;
+    let timed = timed(config.on_outcome.as_ref());
+    let started = Stopwatch::start(timed);
     let (request, fingerprint, digest) = match prepare(config, request, key).await {
         Ok(prepared) => prepared,
         Err(rejection) => {
@@ -210,7 +210,7 @@ where
             return Ok(rejection_response(rejection, &config.rejections));
         }
     };
-    let asked = Instant::now();
+    let asked = Stopwatch::start(timed);
     let acquired = acquire(&shared, &digest, &fingerprint).await;
     let store_latency = asked.elapsed();
     let hook = config.on_outcome.as_ref();

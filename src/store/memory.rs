@@ -35,9 +35,10 @@ const INLINE_BODY: usize = 4096;
 /// Right for one process. Replicas behind a load balancer each have their own
 /// memory, so they need a shared store (Redis or Postgres) to run a key once.
 ///
-/// - **Expiry** runs inside the store: every claim removes up to a few expired
-///   entries from a per-shard expiry queue (no global lock, no scan of the
-///   map), and [`purge_expired`](Self::purge_expired) removes them all.
+/// - **Expiry** runs inside the store: every claim of a key the store does not
+///   hold removes up to a few expired entries from a per-shard expiry queue
+///   (no global lock, no scan of the map), and
+///   [`purge_expired`](Self::purge_expired) removes them all.
 /// - **Capacity** is optional ([`with_capacity`](Self::with_capacity)). When the
 ///   store is full, a new key first removes an expired entry, else evicts the
 ///   completed record closest to expiry in its expiry queue (one of 64, chosen
@@ -260,6 +261,16 @@ impl Entry {
         self.deadline > now
     }
 
+    /// What a claim of this live entry answers.
+    fn outcome(&self) -> Result<ClaimOutcome, StoreError> {
+        Ok(match &self.state {
+            State::InFlight(in_flight) => ClaimOutcome::InFlight {
+                fingerprint: in_flight.fingerprint,
+            },
+            State::Completed(record) => ClaimOutcome::Completed(record.unpack()?),
+        })
+    }
+
     /// Whether `token` owns this entry's live lease.
     fn is_owned_by(&self, token: FencingToken, now: Tick) -> bool {
         matches!(&self.state, State::InFlight(in_flight) if in_flight.token == token)
@@ -404,6 +415,13 @@ impl Inner {
         lease: Duration,
     ) -> Result<MapClaim, StoreError> {
         let now = self.now();
+        // A key that is held (the common retry: a record to replay) is
+        // answered under the shard's read lock, so concurrent replays of one
+        // key share it instead of queueing for the write lock; nothing is
+        // added, so nothing is swept.
+        if let Some(held) = self.entries.get(key).filter(|held| held.is_live(now)) {
+            return Ok(MapClaim::Done(held.outcome()?));
+        }
         self.sweep(Self::shard_of(key), now, SWEEP_PER_CLAIM);
         let lease_until = now.saturating_add(ticks(lease));
         let in_flight = |token| Entry {
@@ -418,13 +436,8 @@ impl Inner {
             MapEntry::Occupied(mut occupied) => {
                 let held = occupied.get();
                 if held.is_live(now) {
-                    let outcome = match &held.state {
-                        State::InFlight(in_flight) => ClaimOutcome::InFlight {
-                            fingerprint: in_flight.fingerprint,
-                        },
-                        State::Completed(record) => ClaimOutcome::Completed(record.unpack()?),
-                    };
-                    return Ok(MapClaim::Done(outcome));
+                    // Taken between the read and the write lock.
+                    return Ok(MapClaim::Done(held.outcome()?));
                 }
                 let token = self.new_token();
                 occupied.insert(in_flight(token));
