@@ -495,7 +495,8 @@ fn concurrent(c: &mut Criterion) {
     runtime.block_on(call(&floor, request("/orders", Some("replayed"), &body)));
     let mut group = c.benchmark_group("concurrent_2_workers_32_tasks");
     let mut means: Vec<(&str, Mean)> = Vec::new();
-    let cases: [(&str, &Router, Option<&str>); 8] = [
+    #[allow(unused_mut)]
+    let mut cases: Vec<(&str, &Router, Option<&str>)> = vec![
         ("bare", &bare, None),
         ("no_key", &app, None),
         ("identity_layer_no_key", &identity, None),
@@ -505,6 +506,23 @@ fn concurrent(c: &mut Criterion) {
         ("floor_fresh", &floor, Some("")),
         ("floor_replay", &floor, Some("replayed")),
     ];
+    // With `--features axum`: the same layer keeping axum's own bodies.
+    #[cfg(feature = "axum")]
+    let axum_bodies = support::app()
+        .layer(IdempotencyLayer::new(MemoryStore::new()).axum_bodies())
+        .with_state(());
+    #[cfg(feature = "axum")]
+    {
+        runtime.block_on(call(
+            &axum_bodies,
+            request("/orders", Some("replayed"), &body),
+        ));
+        cases.extend([
+            ("no_key_axum_bodies", &axum_bodies, None),
+            ("fresh_axum_bodies", &axum_bodies, Some("")),
+            ("replay_axum_bodies", &axum_bodies, Some("replayed")),
+        ]);
+    }
     for (name, router, key) in cases {
         let mut mean = Mean::default();
         group.bench_function(name, |b| {

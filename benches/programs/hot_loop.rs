@@ -6,7 +6,8 @@
 //! perf record -e cpu-clock -g target/profiling/deps/hot_loop-HASH fresh 500000
 //! ```
 //!
-//! Paths: `bare`, `no_key`, `fresh`, `replay`.
+//! Paths: `bare`, `no_key`, `fresh`, `replay`; a third argument
+//! `axum_bodies` (with `--features axum`) keeps axum's bodies.
 
 #[path = "../support/app.rs"]
 mod support;
@@ -28,11 +29,16 @@ fn main() {
         Err(error) => panic!("runtime: {error}"),
     };
     let body = json_body(1024);
+    let axum_bodies = args.next().is_some_and(|arg| arg == "axum_bodies");
+    if axum_bodies && cfg!(not(feature = "axum")) {
+        panic!("axum_bodies needs --features axum");
+    }
+    let layer = IdempotencyLayer::new(MemoryStore::new());
     let router = match path.as_str() {
         "bare" => app().with_state(()),
-        _ => app()
-            .layer(IdempotencyLayer::new(MemoryStore::new()))
-            .with_state(()),
+        #[cfg(feature = "axum")]
+        _ if axum_bodies => app().layer(layer.axum_bodies()).with_state(()),
+        _ => app().layer(layer).with_state(()),
     };
     runtime.block_on(async {
         call(&router, request("/orders", Some("replayed"), &body)).await;

@@ -3,12 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
+use super::bodies::{LayerBodies, ResponseBodies};
 use super::response::{Rejection, RejectionFormat, ResponseBody, rejection_response};
 
 /// The boxed future of a protected request.
@@ -21,9 +23,12 @@ pin_project! {
     /// A request the layer does not protect (another method, no key) costs
     /// no allocation: it holds the inner future as it is. A protected request
     /// runs boxed, since it awaits the body, the store and the service.
-    pub struct ResponseFuture<F, B, E> {
+    /// `M` says which body type it answers with (see
+    /// [`ResponseBodies`](super::ResponseBodies)).
+    pub struct ResponseFuture<F, B, E, M = LayerBodies> {
         #[pin]
         kind: Kind<F, B, E>,
+        bodies: PhantomData<fn() -> M>,
     }
 }
 
@@ -36,54 +41,57 @@ pin_project! {
     }
 }
 
-impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn passthrough(future: F) -> Self {
+impl<F, B, E, M> ResponseFuture<F, B, E, M> {
+    fn of(kind: Kind<F, B, E>) -> Self {
         Self {
-            kind: Kind::Passthrough { future },
+            kind,
+            bodies: PhantomData,
         }
+    }
+
+    pub(crate) fn passthrough(future: F) -> Self {
+        Self::of(Kind::Passthrough { future })
     }
 
     pub(crate) fn rejected(rejection: Rejection, retry_hints: bool) -> Self {
-        Self {
-            kind: Kind::Rejected {
-                rejection,
-                retry_hints,
-            },
-        }
+        Self::of(Kind::Rejected {
+            rejection,
+            retry_hints,
+        })
     }
 
     pub(crate) fn protected(future: ProtectedFuture<B, E>) -> Self {
-        Self {
-            kind: Kind::Protected { future },
-        }
+        Self::of(Kind::Protected { future })
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
+impl<F, B, E, M> Future for ResponseFuture<F, B, E, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    M: ResponseBodies<B>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<M::Response>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let response = match self.project().kind.project() {
             KindProj::Passthrough { future } => {
                 let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+                return Poll::Ready(Ok(response.map(M::passed)));
             }
             KindProj::Rejected {
                 rejection,
                 retry_hints,
             } => {
                 let format = RejectionFormat::hints_only(*retry_hints);
-                Poll::Ready(Ok(rejection_response(*rejection, &format)))
+                rejection_response(*rejection, &format)
             }
-            KindProj::Protected { future } => future.as_mut().poll(cx),
-        }
+            KindProj::Protected { future } => ready!(future.as_mut().poll(cx))?,
+        };
+        Poll::Ready(Ok(response.map(M::answered)))
     }
 }
 
-impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+impl<F, B, E, M> fmt::Debug for ResponseFuture<F, B, E, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Passthrough { .. } => "Passthrough",

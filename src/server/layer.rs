@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::fmt::Display;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method, StatusCode};
 use tower_layer::Layer;
 
+use super::bodies::LayerBodies;
 use super::config::Config;
 use super::outcome::OutcomeReport;
 use super::profile::Profile;
@@ -56,9 +58,10 @@ use crate::store::Store;
 ///     .scope_by_header(http::HeaderName::from_static("x-api-key"));
 /// let app: Router = Router::new().route("/orders", post(create)).layer(layer);
 /// ```
-pub struct IdempotencyLayer<St> {
+pub struct IdempotencyLayer<St, M = LayerBodies> {
     config: Config,
     store: Arc<St>,
+    bodies: PhantomData<fn() -> M>,
 }
 
 impl<St: Store> IdempotencyLayer<St> {
@@ -73,6 +76,37 @@ impl<St: Store> IdempotencyLayer<St> {
         Self {
             config: Config::default(),
             store,
+            bodies: PhantomData,
+        }
+    }
+}
+
+impl<St: Store, M> IdempotencyLayer<St, M> {
+    /// Keeps axum's own `Body` on both sides of the layer (feature `axum`):
+    /// the router's handlers receive it and the layer answers with it, so a
+    /// request without a key (or with a method the layer does not cover)
+    /// passes through without its body or its response's body being boxed
+    /// again. Handlers and clients see the same requests and responses as
+    /// without it. For axum routers only: the wrapped service must take
+    /// `Request<axum::body::Body>`, as a `Router` and its routes do.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_idempotency::{IdempotencyLayer, MemoryStore};
+    ///
+    /// async fn create() -> &'static str { "created" }
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new()).axum_bodies();
+    /// let app: Router = Router::new().route("/orders", post(create)).layer(layer);
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    #[must_use]
+    pub fn axum_bodies(self) -> IdempotencyLayer<St, super::AxumBodies> {
+        IdempotencyLayer {
+            config: self.config,
+            store: self.store,
+            bodies: PhantomData,
         }
     }
 
@@ -451,16 +485,17 @@ impl<St: Store> IdempotencyLayer<St> {
     }
 }
 
-impl<St> Clone for IdempotencyLayer<St> {
+impl<St, M> Clone for IdempotencyLayer<St, M> {
     fn clone(&self) -> Self {
         Self {
             config: self.config.clone(),
             store: Arc::clone(&self.store),
+            bodies: PhantomData,
         }
     }
 }
 
-impl<St: fmt::Debug> fmt::Debug for IdempotencyLayer<St> {
+impl<St: fmt::Debug, M> fmt::Debug for IdempotencyLayer<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdempotencyLayer")
             .field("config", &self.config)
@@ -469,8 +504,8 @@ impl<St: fmt::Debug> fmt::Debug for IdempotencyLayer<St> {
     }
 }
 
-impl<S, St: Store> Layer<S> for IdempotencyLayer<St> {
-    type Service = Idempotency<S, St>;
+impl<S, St: Store, M> Layer<S> for IdempotencyLayer<St, M> {
+    type Service = Idempotency<S, St, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Idempotency::new(inner, self.config.clone(), Arc::clone(&self.store))

@@ -17,6 +17,7 @@
 //! The most used items are also at the crate root; the body and future types
 //! live here only, so they are never confused with the client's.
 
+mod bodies;
 mod claim;
 mod config;
 mod content_length;
@@ -30,6 +31,9 @@ mod request;
 mod response;
 mod service;
 
+#[cfg(feature = "axum")]
+pub use self::bodies::AxumBodies;
+pub use self::bodies::{LayerBodies, RequestBodies, ResponseBodies};
 pub use self::future::ResponseFuture;
 pub use self::join::JoinInterrupted;
 pub use self::layer::IdempotencyLayer;

@@ -2,6 +2,7 @@
 //! table: parse the key, fingerprint, claim, then run, replay or reject.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::BoxError;
+use super::bodies::{LayerBodies, RequestBodies, ResponseBodies};
 use super::claim::{Acquired, Claim, acquire, execute};
 use super::config::{Config, Shared};
 use super::content_length::declared_len;
@@ -57,16 +59,18 @@ use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
 /// assert_eq!(retry.headers()["idempotent-replayed"], "true");
 /// # });
 /// ```
-pub struct Idempotency<S, St> {
+pub struct Idempotency<S, St, M = LayerBodies> {
     inner: S,
     shared: Arc<Shared<St>>,
+    bodies: PhantomData<fn() -> M>,
 }
 
-impl<S, St> Idempotency<S, St> {
+impl<S, St, M> Idempotency<S, St, M> {
     pub(crate) fn new(inner: S, config: Config, store: Arc<St>) -> Self {
         Self {
             inner,
             shared: Arc::new(Shared { config, store }),
+            bodies: PhantomData,
         }
     }
 
@@ -86,16 +90,17 @@ impl<S, St> Idempotency<S, St> {
     }
 }
 
-impl<S: Clone, St> Clone for Idempotency<S, St> {
+impl<S: Clone, St, M> Clone for Idempotency<S, St, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            bodies: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Idempotency<S, St> {
+impl<S: fmt::Debug, St: fmt::Debug, M> fmt::Debug for Idempotency<S, St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idempotency")
             .field("inner", &self.inner)
@@ -105,9 +110,9 @@ impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Idempotency<S, St> {
     }
 }
 
-impl<S, St> Idempotency<S, St> {
+impl<S, St, M> Idempotency<S, St, M> {
     /// A rejection of the layer's own, reported as such.
-    fn reject<F, B, E>(&self, rejection: Rejection) -> ResponseFuture<F, B, E> {
+    fn reject<F, B, E>(&self, rejection: Rejection) -> ResponseFuture<F, B, E, M> {
         let hook = self.shared.config.on_outcome.as_ref();
         report(
             hook,
@@ -120,9 +125,14 @@ impl<S, St> Idempotency<S, St> {
     }
 }
 
-impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Idempotency<S, St>
+impl<S, St, M, ReqB, ResB> Service<Request<ReqB>> for Idempotency<S, St, M>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    M: RequestBodies<ReqB> + ResponseBodies<ResB>,
+    S: Service<Request<<M as RequestBodies<ReqB>>::Request>, Response = Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
+    <M as RequestBodies<ReqB>>::Request: Send,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: Store,
@@ -130,9 +140,9 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<ResB>>;
+    type Response = Response<<M as ResponseBodies<ResB>>::Response>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+    type Future = ResponseFuture<S::Future, ResB, S::Error, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -142,7 +152,8 @@ where
         let config = &self.shared.config;
         if !config.covers(request.method()) {
             return ResponseFuture::passthrough(
-                self.inner.call(request.map(RequestBody::streaming)),
+                self.inner
+                    .call(request.map(<M as RequestBodies<ReqB>>::passed)),
             );
         }
         let key = match key_from_headers(request.headers(), &config.header) {
@@ -152,7 +163,8 @@ where
             }
             Ok(None) => {
                 return ResponseFuture::passthrough(
-                    self.inner.call(request.map(RequestBody::streaming)),
+                    self.inner
+                        .call(request.map(<M as RequestBodies<ReqB>>::passed)),
                 );
             }
             Err(why) => return self.reject(Rejection::KeyInvalid(why)),
@@ -160,7 +172,8 @@ where
         // Take the service that `poll_ready` made ready, leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let protected = protect(Arc::clone(&self.shared), inner, request, key);
+        let protected =
+            protect::<S, St, M, ReqB, ResB>(Arc::clone(&self.shared), inner, request, key);
         // One span per covered request; its outcome, store latency and key
         // digest (never the key itself) are recorded when the store answers.
         #[cfg(feature = "tracing")]
@@ -178,14 +191,16 @@ where
 }
 
 /// A protected request, from its body to its answer.
-async fn protect<S, St, ReqB, ResB>(
+async fn protect<S, St, M, ReqB, ResB>(
     shared: Arc<Shared<St>>,
     mut inner: S,
     request: Request<ReqB>,
     key: IdempotencyKey,
 ) -> Result<Response<ResponseBody<ResB>>, S::Error>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    M: RequestBodies<ReqB>,
+    M::Request: Send,
+    S: Service<Request<M::Request>, Response = Response<ResB>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: Store,
@@ -250,7 +265,7 @@ where
     );
     match decision {
         Decision::Run(token) => {
-            let mut request = request;
+            let mut request = request.map(M::buffered);
             let mut completion = None;
             let loan = ClaimLoan::new(
                 &digest,
@@ -268,7 +283,7 @@ where
         Decision::Reject(rejection) => Ok(rejection_response(rejection, &config.rejections)),
         Decision::RunUnprotected => {
             // Boxed: the rare fail-open path takes no room in every request's future.
-            let response = Box::pin(inner.call(request)).await?;
+            let response = Box::pin(inner.call(request.map(M::buffered))).await?;
             Ok(response.map(ResponseBody::inner))
         }
     }

@@ -5,6 +5,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(feature = "axum")]
+mod axum_bodies;
 mod bodies;
 #[cfg(feature = "client")]
 mod client;
