@@ -55,6 +55,14 @@
 //! [`require_key`](IdempotencyLayer::require_key): then it gets 400
 //! [`idempotency_key_missing`](#idempotency_key_missing).
 //!
+//! **Bodies.** The wrapped service receives a
+//! [`server::RequestBody`] and the layer answers with a
+//! [`server::ResponseBody`], which any server takes. An axum router boxes
+//! every body that is not its own, so in axum each request pays two boxes
+//! even when the layer lets it pass; with the `axum` feature,
+//! [`axum_bodies`](IdempotencyLayer::axum_bodies) keeps axum's `Body` on
+//! both sides and a request the layer does not protect passes unboxed.
+//!
 //! **Keys.** 1 to 256 characters of printable ASCII (0x20 to 0x7E). A key
 //! written as an RFC 8941 sf-string (`"abc"`, with the escapes `\"` and
 //! `\\`) is unquoted first, so `"abc"` and `abc` are one key. Spaces around

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench allocations
+//! cargo bench --bench allocations --features axum                                # and with axum's bodies
 //! ALLOCATIONS_PROFILE=1 ALLOCATIONS_PATH=fresh cargo bench --bench allocations   # one path's sites, in dhat-heap.json
 //! ```
 //!
@@ -82,6 +83,10 @@ fn main() {
             let key = format!("fresh-{}", FRESH.fetch_add(1, Ordering::Relaxed));
             request("/orders", Some(&key), &body)
         };
+        #[cfg(feature = "axum")]
+        let axum_bodies = app()
+            .layer(IdempotencyLayer::new(MemoryStore::new()).axum_bodies())
+            .with_state(());
         let paths: [(&str, &Router, MakeRequest<'_>); 6] = [
             ("bare", &bare, &|| request("/orders", None, &body)),
             ("no key", &layered, &|| request("/orders", None, &body)),
@@ -93,6 +98,14 @@ fn main() {
         // `ALLOCATIONS_PATH=fresh` (say) counts that path alone, so the
         // profile's sites are that path's.
         let only = std::env::var("ALLOCATIONS_PATH").ok();
+        // With `--features axum`: the no-key and fresh paths keeping axum's bodies.
+        #[cfg(feature = "axum")]
+        let no_key = || request("/orders", None, &body);
+        #[cfg(feature = "axum")]
+        let paths = paths.into_iter().chain([
+            ("no key, axum bodies", &axum_bodies, &no_key as MakeRequest<'_>),
+            ("fresh, axum bodies", &axum_bodies, &fresh as MakeRequest<'_>),
+        ]);
         let mut bare_blocks = 0.0;
         for (name, app, make) in paths {
             if only.as_deref().is_some_and(|only| only != name) {
