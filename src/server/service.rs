@@ -2,7 +2,9 @@
 //! table: parse the key, fingerprint, claim, then run, replay or reject.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -208,86 +210,98 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    let config = &shared.config;
-    let timed = timed(config.on_outcome.as_ref());
-    let started = Stopwatch::start(timed);
-    let (request, fingerprint, digest) = match prepare(config, request, key).await {
-        Ok(prepared) => prepared,
-        Err(rejection) => {
-            let hook = config.on_outcome.as_ref();
-            report(
-                hook,
-                Outcome::Rejected,
-                Duration::ZERO,
-                started.elapsed(),
-                None,
-            );
-            return Ok(rejection_response(rejection, &config.rejections));
+    // The body, the store and the decision, in a block of their own that
+    // ends in the service's run, boxed: what the block holds is gone before
+    // the run starts, and the run (the largest state of all) takes no room
+    // in the future of a request that never reaches it (a replay, a
+    // rejection). One await point after the block, so nothing of it is kept.
+    let run: Run<ResB, S::Error> = {
+        let config = &shared.config;
+        let timed = timed(config.on_outcome.as_ref());
+        let started = Stopwatch::start(timed);
+        let (request, fingerprint, digest) = match prepare(config, request, key).await {
+            Ok(prepared) => prepared,
+            Err(rejection) => {
+                let hook = config.on_outcome.as_ref();
+                report(
+                    hook,
+                    Outcome::Rejected,
+                    Duration::ZERO,
+                    started.elapsed(),
+                    None,
+                );
+                return Ok(rejection_response(rejection, &config.rejections));
+            }
+        };
+        let asked = Stopwatch::start(timed);
+        let acquired = acquire(&shared, &digest, &fingerprint).await;
+        let store_latency = asked.elapsed();
+        let hook = config.on_outcome.as_ref();
+        let (claim, claimed_at) = match acquired {
+            Acquired::Answered(claim, claimed_at) => (claim, claimed_at),
+            Acquired::Joined(head, watcher) => {
+                let elapsed = started.elapsed();
+                report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+                return Ok(joined(&head, watcher));
+            }
+            Acquired::Relayed(response) => {
+                let elapsed = started.elapsed();
+                report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+                return Ok(relayed(*response));
+            }
+            Acquired::TooLargeToJoin => {
+                let elapsed = started.elapsed();
+                report(
+                    hook,
+                    Outcome::Rejected,
+                    store_latency,
+                    elapsed,
+                    Some(&digest),
+                );
+                let rejection = Rejection::NotReplayable;
+                return Ok(rejection_response(rejection, &config.rejections));
+            }
+        };
+        let decision = config.decision.decide(claim, &fingerprint);
+        let outcome = Outcome::of(&decision);
+        report(
+            hook,
+            outcome,
+            store_latency,
+            started.elapsed(),
+            Some(&digest),
+        );
+        match decision {
+            Decision::Run(token) => {
+                let mut request = request.map(M::buffered);
+                let mut completion = None;
+                let loan = ClaimLoan::new(
+                    &digest,
+                    token,
+                    config.ttl,
+                    config.response_record_limit,
+                    &mut completion,
+                );
+                shared.store.lend_claim(loan, request.extensions_mut());
+                let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
+                    .completed_by(completion);
+                Box::pin(execute(claim, inner.call(request)))
+            }
+            Decision::Replay(response) => return Ok(replay(response)),
+            Decision::Reject(rejection) => {
+                return Ok(rejection_response(rejection, &config.rejections));
+            }
+            Decision::RunUnprotected => {
+                let future = inner.call(request.map(M::buffered));
+                Box::pin(async move { Ok(future.await?.map(ResponseBody::inner)) })
+            }
         }
     };
-    let asked = Stopwatch::start(timed);
-    let acquired = acquire(&shared, &digest, &fingerprint).await;
-    let store_latency = asked.elapsed();
-    let hook = config.on_outcome.as_ref();
-    let (claim, claimed_at) = match acquired {
-        Acquired::Answered(claim, claimed_at) => (claim, claimed_at),
-        Acquired::Joined(head, watcher) => {
-            let elapsed = started.elapsed();
-            report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
-            return Ok(joined(&head, watcher));
-        }
-        Acquired::Relayed(response) => {
-            let elapsed = started.elapsed();
-            report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
-            return Ok(relayed(*response));
-        }
-        Acquired::TooLargeToJoin => {
-            let elapsed = started.elapsed();
-            report(
-                hook,
-                Outcome::Rejected,
-                store_latency,
-                elapsed,
-                Some(&digest),
-            );
-            let rejection = Rejection::NotReplayable;
-            return Ok(rejection_response(rejection, &config.rejections));
-        }
-    };
-    let decision = config.decision.decide(claim, &fingerprint);
-    let outcome = Outcome::of(&decision);
-    report(
-        hook,
-        outcome,
-        store_latency,
-        started.elapsed(),
-        Some(&digest),
-    );
-    match decision {
-        Decision::Run(token) => {
-            let mut request = request.map(M::buffered);
-            let mut completion = None;
-            let loan = ClaimLoan::new(
-                &digest,
-                token,
-                config.ttl,
-                config.response_record_limit,
-                &mut completion,
-            );
-            shared.store.lend_claim(loan, request.extensions_mut());
-            let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
-                .completed_by(completion);
-            execute(claim, inner.call(request)).await
-        }
-        Decision::Replay(response) => Ok(replay(response)),
-        Decision::Reject(rejection) => Ok(rejection_response(rejection, &config.rejections)),
-        Decision::RunUnprotected => {
-            // Boxed: the rare fail-open path takes no room in every request's future.
-            let response = Box::pin(inner.call(request.map(M::buffered))).await?;
-            Ok(response.map(ResponseBody::inner))
-        }
-    }
+    run.await
 }
+
+/// The service's run under a protected request, boxed.
+type Run<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 /// Reads the body (within the limit), fingerprints the request and names its
 /// record: the request as the service will see it (the key in its
