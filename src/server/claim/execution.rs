@@ -18,10 +18,10 @@ use crate::store::{RecordedResponse, Store, recordable_headers};
 
 /// Runs `future` (the service's answer to a claimed request) and sets up the
 /// record of its response.
-pub(crate) async fn execute<F, St, B, E>(
+pub(crate) fn execute<F, St, B, E>(
     claim: Claim<St>,
     future: F,
-) -> Result<Response<ResponseBody<B>>, E>
+) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     St: Store,
@@ -33,12 +33,26 @@ where
         .config()
         .run_to_completion
         .then_some(complete_in_background::<F, St, B, E> as fn(_, _));
-    let (result, claim) = Running {
+    respond_when_done(Running {
         future: Some(Box::pin(future)),
         claim: Some(claim),
         detach,
-    }
-    .await;
+    })
+}
+
+/// Awaits the service under its claim, then sets up the record. The run is
+/// awaited in place (not moved into the await), so it is held once.
+async fn respond_when_done<F, St, B, E>(
+    mut running: Running<F, St>,
+) -> Result<Response<ResponseBody<B>>, E>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    St: Store,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Send + 'static,
+{
+    let (result, claim) = (&mut running).await;
     let (response, settle) = respond(claim, result);
     if let Some(settle) = settle {
         settle.await;
