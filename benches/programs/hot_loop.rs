@@ -8,23 +8,57 @@
 //!
 //! Paths: `bare`, `no_key`, `fresh`, `replay`; a third argument
 //! `axum_bodies` (with `--features axum`) keeps axum's bodies.
+//! `HOT_LOOP_TASKS=32` spreads the requests over 32 tasks on 2 workers;
+//! `FRESH_FIRST=N` sends N fresh requests first (the heap of a server that
+//! has served a while).
 
 #[path = "../support/app.rs"]
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use axum::Router;
+use bytes::Bytes;
 
 use support::{app, call, json_body, request};
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
+
+/// The key of request `i` of a path in run `run`.
+fn key_of(path: &str, run: u64, i: u64) -> Option<String> {
+    match path {
+        "fresh" => Some(format!("fresh-{run}-{i}")),
+        "replay" => Some("replayed".to_owned()),
+        _ => None,
+    }
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "fresh".to_owned());
     let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(500_000);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `HOT_LOOP_TASKS=32`: that many tasks on 2 workers share the requests.
+    let tasks: u64 = std::env::var("HOT_LOOP_TASKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    // `FRESH_FIRST=N`: N fresh requests before the loop, as a server that
+    // has served for a while.
+    let fresh_first: u64 = std::env::var("FRESH_FIRST")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let runtime = if tasks > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => panic!("runtime: {error}"),
     };
@@ -42,16 +76,41 @@ fn main() {
     };
     runtime.block_on(async {
         call(&router, request("/orders", Some("replayed"), &body)).await;
-        let start = Instant::now();
-        for i in 0..n {
-            let key = match path.as_str() {
-                "fresh" => Some(format!("fresh-{i}")),
-                "replay" => Some("replayed".to_owned()),
-                _ => None,
-            };
-            call(&router, request("/orders", key.as_deref(), &body)).await;
+        if fresh_first > 0 {
+            run(&router, &body, "fresh", fresh_first, tasks).await;
         }
-        let per = start.elapsed().as_secs_f64() / n as f64;
-        println!("{path}: {:.2} µs per request", per * 1e6);
+        // `HOT_LOOP_CHUNKS=K`: K loops of `n`, each timed, to see a drift or
+        // a slow mode.
+        let chunks: u64 = std::env::var("HOT_LOOP_CHUNKS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        for _ in 0..chunks {
+            let per = run(&router, &body, &path, n, tasks).await;
+            println!("{path}: {:.2} µs per request", per * 1e6);
+        }
     });
+}
+
+/// Sends `n` requests of `path` from `tasks` tasks; seconds per request.
+async fn run(router: &Router, body: &Bytes, path: &str, n: u64, tasks: u64) -> f64 {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let start = Instant::now();
+    let per_task = n.div_ceil(tasks);
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let (router, body, path) = (router.clone(), body.clone(), path.to_owned());
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    let key = key_of(&path, run, task * per_task + i);
+                    call(&router, request("/orders", key.as_deref(), &body)).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        let _ = handle.await;
+    }
+    start.elapsed().as_secs_f64() / (per_task * tasks) as f64
 }

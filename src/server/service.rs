@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -24,7 +25,7 @@ use super::future::ResponseFuture;
 use super::outcome::{Outcome, Stopwatch, report, timed};
 use super::request::{BufferError, IdempotencyKey, RequestBody, buffer, key_from_headers};
 use super::response::{Rejection, ResponseBody, joined, rejection_response, relayed, replay};
-use crate::store::{ClaimLoan, Fingerprint, KeyDigest, Store};
+use crate::store::{ClaimLoan, KeyDigest, Store};
 
 /// Middleware that runs the inner service once per idempotency key and
 /// replays its response to retries. Made by [`IdempotencyLayer`](super::IdempotencyLayer).
@@ -171,11 +172,15 @@ where
             }
             Err(why) => return self.reject(Rejection::KeyInvalid(why)),
         };
+        let (parts, body) = request.into_parts();
+        if declared_len(&parts.headers).is_some_and(|len| len > config.request_body_limit as u64) {
+            return self.reject(Rejection::RequestTooLarge);
+        }
         // Take the service that `poll_ready` made ready, leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let protected =
-            protect::<S, St, M, ReqB, ResB>(Arc::clone(&self.shared), inner, request, key);
+            protect::<S, St, M, ReqB, ResB>(Arc::clone(&self.shared), inner, parts, body, key);
         // One span per covered request; its outcome, store latency and key
         // digest (never the key itself) are recorded when the store answers.
         #[cfg(feature = "tracing")]
@@ -193,12 +198,21 @@ where
 }
 
 /// A protected request, from its body to its answer.
-async fn protect<S, St, M, ReqB, ResB>(
+///
+/// It takes the request's head and body apart and keeps them where they
+/// are: every value a future is made with stays in it to the end, so a
+/// helper future taking the request would hold its head twice.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn protect<S, St, M, ReqB, ResB>(
     shared: Arc<Shared<St>>,
     mut inner: S,
-    request: Request<ReqB>,
+    mut parts: Parts,
+    body: ReqB,
     key: IdempotencyKey,
-) -> Result<Response<ResponseBody<ResB>>, S::Error>
+) -> impl Future<Output = Result<Response<ResponseBody<ResB>>, S::Error>>
 where
     M: RequestBodies<ReqB>,
     M::Request: Send,
@@ -210,126 +224,112 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    // The body, the store and the decision, in a block of their own that
-    // ends in the service's run, boxed: what the block holds is gone before
-    // the run starts, and the run (the largest state of all) takes no room
-    // in the future of a request that never reaches it (a replay, a
-    // rejection). One await point after the block, so nothing of it is kept.
-    let run: Run<ResB, S::Error> = {
-        let config = &shared.config;
-        let timed = timed(config.on_outcome.as_ref());
-        let started = Stopwatch::start(timed);
-        let (request, fingerprint, digest) = match prepare(config, request, key).await {
-            Ok(prepared) => prepared,
-            Err(rejection) => {
-                let hook = config.on_outcome.as_ref();
-                report(
-                    hook,
-                    Outcome::Rejected,
-                    Duration::ZERO,
-                    started.elapsed(),
-                    None,
-                );
-                return Ok(rejection_response(rejection, &config.rejections));
+    // An async block, not an async fn: an async fn keeps each argument twice
+    // (as passed, and bound), the head of the request among them.
+    async move {
+        // The body, the store and the decision, in a block of their own that
+        // ends in the service's run, boxed: what the block holds is gone before
+        // the run starts, and the run (the largest state of all) takes no room
+        // in the future of a request that never reaches it (a replay, a
+        // rejection). One await point after the block, so nothing of it is kept.
+        let run: Run<ResB, S::Error> = {
+            let config = &shared.config;
+            let timed = timed(config.on_outcome.as_ref());
+            let started = Stopwatch::start(timed);
+            // The body, read whole (within the limit): the fingerprint and the
+            // record's name are made from it and the head.
+            let body = match buffer(body, config.request_body_limit).await {
+                Ok(body) => body,
+                Err(error) => {
+                    let rejection = match error {
+                        BufferError::TooLarge => Rejection::RequestTooLarge,
+                        BufferError::Unreadable => Rejection::RequestBodyUnreadable,
+                    };
+                    let hook = config.on_outcome.as_ref();
+                    report(
+                        hook,
+                        Outcome::Rejected,
+                        Duration::ZERO,
+                        started.elapsed(),
+                        None,
+                    );
+                    return Ok(rejection_response(rejection, &config.rejections));
+                }
+            };
+            let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
+            let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
+            parts.extensions.insert(key);
+            let asked = Stopwatch::start(timed);
+            let acquired = acquire(&shared, &digest, &fingerprint).await;
+            let store_latency = asked.elapsed();
+            let hook = config.on_outcome.as_ref();
+            let (claim, claimed_at) = match acquired {
+                Acquired::Answered(claim, claimed_at) => (claim, claimed_at),
+                Acquired::Joined(head, watcher) => {
+                    let elapsed = started.elapsed();
+                    report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+                    return Ok(joined(&head, watcher));
+                }
+                Acquired::Relayed(response) => {
+                    let elapsed = started.elapsed();
+                    report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
+                    return Ok(relayed(*response));
+                }
+                Acquired::TooLargeToJoin => {
+                    let elapsed = started.elapsed();
+                    report(
+                        hook,
+                        Outcome::Rejected,
+                        store_latency,
+                        elapsed,
+                        Some(&digest),
+                    );
+                    let rejection = Rejection::NotReplayable;
+                    return Ok(rejection_response(rejection, &config.rejections));
+                }
+            };
+            let decision = config.decision.decide(claim, &fingerprint);
+            let outcome = Outcome::of(&decision);
+            report(
+                hook,
+                outcome,
+                store_latency,
+                started.elapsed(),
+                Some(&digest),
+            );
+            match decision {
+                Decision::Run(token) => {
+                    let mut request =
+                        Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
+                    let mut completion = None;
+                    let loan = ClaimLoan::new(
+                        &digest,
+                        token,
+                        config.ttl,
+                        config.response_record_limit,
+                        &mut completion,
+                    );
+                    shared.store.lend_claim(loan, request.extensions_mut());
+                    let claim =
+                        Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
+                            .completed_by(completion);
+                    Box::pin(execute(claim, inner.call(request)))
+                }
+                Decision::Replay(response) => return Ok(replay(response)),
+                Decision::Reject(rejection) => {
+                    return Ok(rejection_response(rejection, &config.rejections));
+                }
+                Decision::RunUnprotected => {
+                    let request =
+                        Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
+                    let future = inner.call(request);
+                    Box::pin(async move { Ok(future.await?.map(ResponseBody::inner)) })
+                }
             }
         };
-        let asked = Stopwatch::start(timed);
-        let acquired = acquire(&shared, &digest, &fingerprint).await;
-        let store_latency = asked.elapsed();
-        let hook = config.on_outcome.as_ref();
-        let (claim, claimed_at) = match acquired {
-            Acquired::Answered(claim, claimed_at) => (claim, claimed_at),
-            Acquired::Joined(head, watcher) => {
-                let elapsed = started.elapsed();
-                report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
-                return Ok(joined(&head, watcher));
-            }
-            Acquired::Relayed(response) => {
-                let elapsed = started.elapsed();
-                report(hook, Outcome::Joined, store_latency, elapsed, Some(&digest));
-                return Ok(relayed(*response));
-            }
-            Acquired::TooLargeToJoin => {
-                let elapsed = started.elapsed();
-                report(
-                    hook,
-                    Outcome::Rejected,
-                    store_latency,
-                    elapsed,
-                    Some(&digest),
-                );
-                let rejection = Rejection::NotReplayable;
-                return Ok(rejection_response(rejection, &config.rejections));
-            }
-        };
-        let decision = config.decision.decide(claim, &fingerprint);
-        let outcome = Outcome::of(&decision);
-        report(
-            hook,
-            outcome,
-            store_latency,
-            started.elapsed(),
-            Some(&digest),
-        );
-        match decision {
-            Decision::Run(token) => {
-                let mut request = request.map(M::buffered);
-                let mut completion = None;
-                let loan = ClaimLoan::new(
-                    &digest,
-                    token,
-                    config.ttl,
-                    config.response_record_limit,
-                    &mut completion,
-                );
-                shared.store.lend_claim(loan, request.extensions_mut());
-                let claim = Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
-                    .completed_by(completion);
-                Box::pin(execute(claim, inner.call(request)))
-            }
-            Decision::Replay(response) => return Ok(replay(response)),
-            Decision::Reject(rejection) => {
-                return Ok(rejection_response(rejection, &config.rejections));
-            }
-            Decision::RunUnprotected => {
-                let future = inner.call(request.map(M::buffered));
-                Box::pin(async move { Ok(future.await?.map(ResponseBody::inner)) })
-            }
-        }
-    };
-    run.await
+        run.await
+    }
 }
 
 /// The service's run under a protected request, boxed.
 type Run<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
-
-/// Reads the body (within the limit), fingerprints the request and names its
-/// record: the request as the service will see it (the key in its
-/// extensions), its fingerprint, and the digest of (scope, key).
-async fn prepare<ReqB>(
-    config: &Config,
-    request: Request<ReqB>,
-    key: IdempotencyKey,
-) -> Result<(Request<RequestBody<ReqB>>, Fingerprint, KeyDigest), Rejection>
-where
-    ReqB: Body<Data = Bytes>,
-{
-    let (mut parts, body) = request.into_parts();
-    if declared_len(&parts.headers).is_some_and(|len| len > config.request_body_limit as u64) {
-        return Err(Rejection::RequestTooLarge);
-    }
-    let body = buffer(body, config.request_body_limit)
-        .await
-        .map_err(|error| match error {
-            BufferError::TooLarge => Rejection::RequestTooLarge,
-            BufferError::Unreadable => Rejection::RequestBodyUnreadable,
-        })?;
-    let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
-    let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
-    parts.extensions.insert(key);
-    Ok((
-        Request::from_parts(parts, RequestBody::buffered(body)),
-        fingerprint,
-        digest,
-    ))
-}

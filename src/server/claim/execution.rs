@@ -42,9 +42,13 @@ where
 
 /// Awaits the service under its claim, then sets up the record. The run is
 /// awaited in place (not moved into the await), so it is held once.
-async fn respond_when_done<F, St, B, E>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn respond_when_done<F, St, B, E>(
     mut running: Running<F, St>,
-) -> Result<Response<ResponseBody<B>>, E>
+) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     St: Store,
@@ -52,12 +56,15 @@ where
     B::Error: Into<BoxError>,
     E: Send + 'static,
 {
-    let (result, claim) = (&mut running).await;
-    let (response, settle) = respond(claim, result);
-    if let Some(settle) = settle {
-        settle.await;
+    // An async block, not an async fn, which would keep the run twice.
+    async move {
+        let (result, claim) = (&mut running).await;
+        let (response, settle) = respond(claim, result);
+        if let Some(settle) = settle {
+            settle.await;
+        }
+        response
     }
-    response
 }
 
 /// A store call that must finish before the response goes out: a release, or

@@ -172,43 +172,51 @@ impl<St: Store> Claim<St> {
     /// refused it, the lease having passed to another owner. (One future for
     /// both: a wrapper awaiting this one would hold the claim and the
     /// response twice.)
-    pub(crate) async fn record(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice"
+    )]
+    pub(crate) fn record(
         mut self,
         response: Option<RecordedResponse>,
         joiners: Option<Feed>,
-    ) {
-        let record = Record {
-            fingerprint: self.fingerprint,
-            response,
-        };
-        let result = record_once(&self.shared, &self.key, self.token, &record).await;
-        self.settled = true;
-        let stands = match result {
-            Ok(()) => true,
-            Err(error) if error.kind() == StoreErrorKind::LeaseLost => {
-                warn_store_error!(
-                    error,
-                    "idempotency record refused: the lease passed to another owner"
-                );
-                false
+    ) -> impl Future<Output = ()> + Send {
+        // An async block, not an async fn: an async fn keeps its arguments
+        // twice (as passed, and bound), the claim and the response among them.
+        async move {
+            let record = Record {
+                fingerprint: self.fingerprint,
+                response,
+            };
+            let result = record_once(&self.shared, &self.key, self.token, &record).await;
+            self.settled = true;
+            let stands = match result {
+                Ok(()) => true,
+                Err(error) if error.kind() == StoreErrorKind::LeaseLost => {
+                    warn_store_error!(
+                        error,
+                        "idempotency record refused: the lease passed to another owner"
+                    );
+                    false
+                }
+                Err(error) => {
+                    warn_store_error!(
+                        error,
+                        "idempotency record failed; retrying while the lease lasts"
+                    );
+                    self.keep_recording(record);
+                    true
+                }
+            };
+            if let Some(joiners) = joiners {
+                // Joiners see the end when the original's client does: once the
+                // record is made.
+                joiners.end(if stands {
+                    Progress::Complete
+                } else {
+                    Progress::Failed
+                });
             }
-            Err(error) => {
-                warn_store_error!(
-                    error,
-                    "idempotency record failed; retrying while the lease lasts"
-                );
-                self.keep_recording(record);
-                true
-            }
-        };
-        if let Some(joiners) = joiners {
-            // Joiners see the end when the original's client does: once the
-            // record is made.
-            joiners.end(if stands {
-                Progress::Complete
-            } else {
-                Progress::Failed
-            });
         }
     }
 
