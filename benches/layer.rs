@@ -658,6 +658,9 @@ fn redis_store(c: &mut Criterion) {
     });
     group.finish();
     fresh_and_replay(c, &runtime, "redis_1KiB", &bare, &app, &body);
+    if pair.iters == 0 {
+        return; // Filtered out by the command line.
+    }
     // Against the SET+GET pair, the fresh and replay means measured just now.
     let measure = |name: &str, key: &dyn Fn() -> String| {
         let iters = 2000;
@@ -682,6 +685,101 @@ fn redis_store(c: &mut Criterion) {
 
 #[cfg(not(feature = "redis"))]
 fn redis_store(_: &mut Criterion) {}
+
+/// Fresh keys with 64 requests in flight on 2 workers: through the layer,
+/// and the store's own claim and record (the same two scripts, one round
+/// trip each) called straight from 64 tasks, in the same run.
+#[cfg(feature = "redis")]
+fn redis_in_flight(c: &mut Criterion) {
+    use tower_idempotency::store::RedisStore;
+    const TASKS: u64 = 64;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("runtime: {error}"),
+    };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("tower-idempotency-bench:{}:flight:", std::process::id());
+    let Ok(store) = runtime.block_on(RedisStore::connect(&url)) else {
+        println!("skipping redis benches: no Redis at {url}");
+        return;
+    };
+    let store = Arc::new(store.prefix(&prefix));
+    let body = json_body(1024);
+    let app = layered(Arc::clone(&store));
+    let record = Record {
+        fingerprint: Fingerprint::from_bytes([7; 32]),
+        response: Some(RecordedResponse {
+            status: StatusCode::CREATED,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(RESPONSE.as_bytes()),
+        }),
+    };
+    let mut group = c.benchmark_group("redis_64_in_flight");
+    let mut means: Vec<(&str, Mean)> = Vec::new();
+    for name in ["store_claim_and_record", "layer_fresh"] {
+        let mut mean = Mean::default();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let per_task = iters.div_ceil(TASKS);
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let (app, body) = (app.clone(), body.clone());
+                            let (store, record) = (Arc::clone(&store), record.clone());
+                            tokio::spawn(async move {
+                                for _ in 0..per_task {
+                                    if name == "layer_fresh" {
+                                        call(&app, request("/orders", Some(&fresh_key()), &body))
+                                            .await;
+                                        continue;
+                                    }
+                                    let key = match IdempotencyKey::parse(fresh_key().as_bytes()) {
+                                        Ok(key) => key,
+                                        Err(error) => panic!("key: {error}"),
+                                    };
+                                    let digest = KeyDigest::new(&Scope::global(), &key);
+                                    let lease = Duration::from_secs(30);
+                                    let claimed =
+                                        store.claim(&digest, &record.fingerprint, lease).await;
+                                    if let Ok(ClaimOutcome::Claimed(token)) = claimed {
+                                        let ttl = Duration::from_secs(600);
+                                        let _ = store.record(&digest, token, &record, ttl).await;
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                    start.elapsed()
+                });
+                mean.add(elapsed, per_task * TASKS)
+            })
+        });
+        means.push((name, mean));
+    }
+    group.finish();
+    if let [(_, raw), (_, layer)] = &means[..]
+        && raw.iters > 0
+        && layer.iters > 0
+    {
+        println!(
+            "ratio redis_64_in_flight/layer_fresh: {:.2} x the store's own claim and record ({:.1} µs vs {:.1} µs per request)",
+            raw.secs() / layer.secs(),
+            layer.secs() * 1e6,
+            raw.secs() * 1e6
+        );
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_in_flight(_: &mut Criterion) {}
 
 #[cfg(feature = "postgres")]
 fn postgres_store(c: &mut Criterion) {
@@ -732,6 +830,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = scenarios, floor, joining, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, postgres_store
+    targets = scenarios, floor, joining, body_sizes, store_sizes, concurrent, fingerprinting, redis_store, redis_in_flight, postgres_store
 }
 criterion_main!(benches);
