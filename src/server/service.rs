@@ -258,7 +258,6 @@ where
             };
             let fingerprint = config.fingerprint.fingerprint(&parts, &body.data);
             let digest = KeyDigest::new(&config.scope.scope(&parts), &key);
-            parts.extensions.insert(key);
             let asked = Stopwatch::start(timed);
             let acquired = acquire(&shared, &digest, &fingerprint).await;
             let store_latency = asked.elapsed();
@@ -299,6 +298,9 @@ where
             );
             match decision {
                 Decision::Run(token) => {
+                    // The key goes in the extensions only for a request that
+                    // reaches the service (inserting it may grow the map).
+                    parts.extensions.insert(key);
                     let mut request =
                         Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
                     let mut completion = None;
@@ -320,6 +322,7 @@ where
                     return Ok(rejection_response(rejection, &config.rejections));
                 }
                 Decision::RunUnprotected => {
+                    parts.extensions.insert(key);
                     let request =
                         Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
                     let future = inner.call(request);
