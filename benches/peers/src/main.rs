@@ -28,6 +28,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The crate's own bench support: the same 1 KiB JSON body.
 #[path = "../../support/app.rs"]
 mod support;
