@@ -154,6 +154,52 @@ fn current_thread() -> tokio::runtime::Runtime {
     }
 }
 
+/// A runtime of 2 worker threads, as the shape has it.
+fn two_workers() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("runtime: {error}"),
+    }
+}
+
+/// One criterion measurement of `iters` calls of `work`, shared by `tasks`
+/// tasks on `runtime`; records it in `mean`.
+fn on_tasks<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    tasks: u64,
+    iters: u64,
+    mean: &mut Mean,
+    work: &F,
+) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per_task = iters.div_ceil(tasks);
+    let elapsed = runtime.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let work = work.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        work().await;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            let _ = handle.await;
+        }
+        start.elapsed()
+    });
+    mean.add(elapsed, per_task * tasks)
+}
+
 /// Unique keys for fresh requests, across every group.
 static FRESH: AtomicU64 = AtomicU64::new(0);
 
@@ -475,14 +521,7 @@ fn store_sizes(c: &mut Criterion) {
 /// 2 worker threads, 32 tasks sharing the requests of each sample.
 fn concurrent(c: &mut Criterion) {
     const TASKS: u64 = 32;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("runtime: {error}"),
-    };
+    let runtime = two_workers();
     let body = json_body(1024);
     let bare = app().with_state(());
     let app = layered(Arc::new(MemoryStore::new()));
@@ -525,33 +564,18 @@ fn concurrent(c: &mut Criterion) {
     }
     for (name, router, key) in cases {
         let mut mean = Mean::default();
+        let (router, body) = (router.clone(), body.clone());
+        let key = key.map(str::to_owned);
+        let work = move || {
+            let (router, body) = (router.clone(), body.clone());
+            let key = match key.as_deref() {
+                Some("") => Some(fresh_key()),
+                other => other.map(str::to_owned),
+            };
+            async move { call(&router, request("/orders", key.as_deref(), &body)).await }
+        };
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let per_task = iters.div_ceil(TASKS);
-                let elapsed = runtime.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let (router, body) = (router.clone(), body.clone());
-                            let key = key.map(str::to_owned);
-                            tokio::spawn(async move {
-                                for _ in 0..per_task {
-                                    let key = match key.as_deref() {
-                                        Some("") => Some(fresh_key()),
-                                        other => other.map(str::to_owned),
-                                    };
-                                    call(&router, request("/orders", key.as_deref(), &body)).await;
-                                }
-                            })
-                        })
-                        .collect();
-                    for task in tasks {
-                        let _ = task.await;
-                    }
-                    start.elapsed()
-                });
-                mean.add(elapsed, per_task * TASKS)
-            })
+            b.iter_custom(|iters| on_tasks(&runtime, TASKS, iters, &mut mean, &work))
         });
         means.push((name, mean));
     }
@@ -693,14 +717,7 @@ fn redis_store(_: &mut Criterion) {}
 fn redis_in_flight(c: &mut Criterion) {
     use tower_idempotency::store::RedisStore;
     const TASKS: u64 = 64;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("runtime: {error}"),
-    };
+    let runtime = two_workers();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("tower-idempotency-bench:{}:flight:", std::process::id());
     let Ok(store) = runtime.block_on(RedisStore::connect(&url)) else {
@@ -720,46 +737,37 @@ fn redis_in_flight(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("redis_64_in_flight");
     let mut means: Vec<(&str, Mean)> = Vec::new();
+    let through_layer = move || {
+        let (app, body) = (app.clone(), body.clone());
+        async move { call(&app, request("/orders", Some(&fresh_key()), &body)).await }
+    };
+    let straight = move || {
+        let (store, record) = (Arc::clone(&store), record.clone());
+        async move {
+            let key = match IdempotencyKey::parse(fresh_key().as_bytes()) {
+                Ok(key) => key,
+                Err(error) => panic!("key: {error}"),
+            };
+            let digest = KeyDigest::new(&Scope::global(), &key);
+            let lease = Duration::from_secs(30);
+            if let Ok(ClaimOutcome::Claimed(token)) =
+                store.claim(&digest, &record.fingerprint, lease).await
+            {
+                let _ = store
+                    .record(&digest, token, &record, Duration::from_secs(600))
+                    .await;
+            }
+        }
+    };
     for name in ["store_claim_and_record", "layer_fresh"] {
         let mut mean = Mean::default();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let per_task = iters.div_ceil(TASKS);
-                let elapsed = runtime.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let (app, body) = (app.clone(), body.clone());
-                            let (store, record) = (Arc::clone(&store), record.clone());
-                            tokio::spawn(async move {
-                                for _ in 0..per_task {
-                                    if name == "layer_fresh" {
-                                        call(&app, request("/orders", Some(&fresh_key()), &body))
-                                            .await;
-                                        continue;
-                                    }
-                                    let key = match IdempotencyKey::parse(fresh_key().as_bytes()) {
-                                        Ok(key) => key,
-                                        Err(error) => panic!("key: {error}"),
-                                    };
-                                    let digest = KeyDigest::new(&Scope::global(), &key);
-                                    let lease = Duration::from_secs(30);
-                                    let claimed =
-                                        store.claim(&digest, &record.fingerprint, lease).await;
-                                    if let Ok(ClaimOutcome::Claimed(token)) = claimed {
-                                        let ttl = Duration::from_secs(600);
-                                        let _ = store.record(&digest, token, &record, ttl).await;
-                                    }
-                                }
-                            })
-                        })
-                        .collect();
-                    for task in tasks {
-                        let _ = task.await;
-                    }
-                    start.elapsed()
-                });
-                mean.add(elapsed, per_task * TASKS)
+                if name == "layer_fresh" {
+                    on_tasks(&runtime, TASKS, iters, &mut mean, &through_layer)
+                } else {
+                    on_tasks(&runtime, TASKS, iters, &mut mean, &straight)
+                }
             })
         });
         means.push((name, mean));
