@@ -17,7 +17,13 @@ use crate::server::response::{Recording, ResponseBody};
 use crate::store::{RecordedResponse, Store, recordable_headers};
 
 /// Runs `future` (the service's answer to a claimed request) and sets up the
-/// record of its response.
+/// record of its response. The run is made before the future and awaited in
+/// place, so the future holds it once (an async fn would keep the claim and
+/// the service's future twice, as passed and as bound).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
 pub(crate) fn execute<F, St, B, E>(
     claim: Claim<St>,
     future: F,
@@ -33,30 +39,11 @@ where
         .config()
         .run_to_completion
         .then_some(complete_in_background::<F, St, B, E> as fn(_, _));
-    respond_when_done(Running {
+    let mut running = Running {
         future: Some(Box::pin(future)),
         claim: Some(claim),
         detach,
-    })
-}
-
-/// Awaits the service under its claim, then sets up the record. The run is
-/// awaited in place (not moved into the await), so it is held once.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice"
-)]
-fn respond_when_done<F, St, B, E>(
-    mut running: Running<F, St>,
-) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send
-where
-    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    St: Store,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    E: Send + 'static,
-{
-    // An async block, not an async fn, which would keep the run twice.
+    };
     async move {
         let (result, claim) = (&mut running).await;
         let (response, settle) = respond(claim, result);
