@@ -8,6 +8,8 @@
 //! cargo bench --bench layer --features redis,postgres   # and the shared stores, if they answer
 //! ```
 
+#[path = "support/floor.rs"]
+mod floor;
 #[path = "support/app.rs"]
 mod support;
 
@@ -20,8 +22,8 @@ use axum::body::Body;
 use axum::routing::post;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use floor::floor_app;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use support::{RESPONSE, app, call, json_body, request};
 use tower_idempotency::store::{ClaimOutcome, KeyDigest, Record, RecordedResponse};
@@ -351,58 +353,6 @@ fn joining(c: &mut Criterion) {
     }
 }
 
-/// What the floor keeps of a response: the fingerprint, the status and
-/// the body.
-type FloorRecord = ([u8; 32], StatusCode, Bytes);
-
-/// The floor: the least any idempotency layer must do, as a router of the
-/// same shape. A request with a key has its body buffered, its method, path
-/// and body hashed (SHA-256) and its key digested (SHA-256); then one map
-/// operation: a hit is answered from the map, a miss calls the handler,
-/// reads its response and stores it. No lease, no fencing, no headers kept,
-/// no concurrency control: a lower bound, not a design. (Its router answers
-/// a request without a key itself, faster than the bare router's handler:
-/// the no-key floor is an identity layer instead, see [`floor`].)
-fn floor_app() -> Router {
-    use axum::response::IntoResponse;
-    let records: Arc<dashmap::DashMap<[u8; 32], FloorRecord>> = Arc::default();
-    let service = tower::service_fn(move |request: Request<Body>| {
-        let records = Arc::clone(&records);
-        async move {
-            let (parts, body) = request.into_parts();
-            let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
-                return Ok::<_, std::convert::Infallible>(StatusCode::BAD_REQUEST.into_response());
-            };
-            let Some(key) = parts.headers.get("idempotency-key") else {
-                return Ok((StatusCode::CREATED, RESPONSE).into_response());
-            };
-            let mut hash = Sha256::new();
-            hash.update(parts.method.as_str());
-            hash.update(parts.uri.path());
-            hash.update(&body);
-            let fingerprint: [u8; 32] = hash.finalize().into();
-            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-            if let Some(record) = records.get(&digest) {
-                let (theirs, status, body) = record.value().clone();
-                if theirs != fingerprint {
-                    return Ok(StatusCode::CONFLICT.into_response());
-                }
-                return Ok((status, body).into_response());
-            }
-            let response = (StatusCode::CREATED, RESPONSE).into_response();
-            let (parts, body) = response.into_parts();
-            let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
-                return Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            };
-            records.insert(digest, (fingerprint, parts.status, body.clone()));
-            Ok(http::Response::from_parts(parts, Body::from(body)))
-        }
-    });
-    Router::new()
-        .route_service("/orders", service)
-        .with_state(())
-}
-
 /// The no-key floor: a layer that passes the request through unchanged,
 /// which is what any layer costs in axum.
 fn identity_app() -> Router {
@@ -419,7 +369,7 @@ fn floor(c: &mut Criterion) {
     let runtime = current_thread();
     let body = json_body(1024);
     let bare = app().with_state(());
-    let floor = floor_app();
+    let floor = floor_app("/orders");
     let identity = identity_app();
     let layer = layered(Arc::new(MemoryStore::new()));
     runtime.block_on(async {
@@ -525,7 +475,7 @@ fn concurrent(c: &mut Criterion) {
     let body = json_body(1024);
     let bare = app().with_state(());
     let app = layered(Arc::new(MemoryStore::new()));
-    let floor = floor_app();
+    let floor = floor_app("/orders");
     let identity = identity_app();
     let wrapping = support::app()
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))

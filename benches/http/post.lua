@@ -1,11 +1,11 @@
--- wrk script: POST a 1 KiB JSON body to PATH, with an Idempotency-Key chosen
--- by MODE: "none" (no key), "fresh" (a new key per request), "replay" (one key).
+-- wrk script: POST the body in BODY_FILE to BENCH_PATH, with an
+-- Idempotency-Key chosen by MODE: "none" (no key), "fresh" (a new key per
+-- request), "replay" (the one key run.sh recorded with the same body).
 local path = os.getenv("BENCH_PATH") or "/orders"
 local mode = os.getenv("MODE") or "none"
-local items = {}
-for i = 1, 44 do items[i] = '{"sku":"abc","qty":1}' end
-local body = '{"items":[' .. table.concat(items, ",") .. ']}'
-body = body .. string.rep(" ", 1024 - #body)
+local file = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+local body = file:read("*a")
+file:close()
 local counter = 0
 local run = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000))
 

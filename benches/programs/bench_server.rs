@@ -1,7 +1,9 @@
 //! The server of the HTTP benchmark (`benches/http/run.sh`): one axum app on
 //! a Tokio runtime with 2 worker threads, where `POST /bare` is the bare
-//! handler and `POST /orders` the same handler behind `IdempotencyLayer`
-//! (memory store). Listens on `ADDR` (default `127.0.0.1:3100`).
+//! handler, `POST /orders` the same handler behind `IdempotencyLayer`
+//! (memory store) and `POST /floor` the floor (the least any idempotency
+//! layer must do, see `benches/support/floor.rs`). Listens on `ADDR` (default
+//! `127.0.0.1:3100`).
 //!
 //! ```text
 //! cargo bench --bench bench_server -- serve
@@ -10,21 +12,18 @@
 //! Without `serve` it only says how to run it, so that a plain `cargo bench`
 //! does not start a server that never ends.
 
+#[path = "../support/floor.rs"]
+mod floor;
+#[path = "../support/app.rs"]
+mod support;
+
 use std::error::Error;
 
-use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
 use http::StatusCode;
+use support::RESPONSE;
 use tower_idempotency::{IdempotencyLayer, MemoryStore};
-
-/// The handler's answer: ~100 bytes.
-const RESPONSE: &str =
-    r#"{"id":12345,"status":"created","amount":1999,"currency":"eur","note":"a benchmark order"}"#;
-
-async fn create(_body: Bytes) -> (StatusCode, &'static str) {
-    (StatusCode::CREATED, RESPONSE)
-}
 
 fn main() -> Result<(), Box<dyn Error>> {
     if !std::env::args().any(|arg| arg == "serve") {
@@ -38,10 +37,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     runtime.block_on(async {
         let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3100".to_owned());
         // Routes added after `layer` are not behind it.
-        let app = Router::new()
-            .route("/orders", post(create))
+        let app = support::app()
             .layer(IdempotencyLayer::new(MemoryStore::new()))
-            .route("/bare", post(create));
+            .route(
+                "/bare",
+                post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
+            )
+            .merge(floor::floor_app("/floor"));
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         println!(
             "bench server listening on http://{}",
