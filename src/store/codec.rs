@@ -1,7 +1,7 @@
 //! The binary form of a recorded response, shared by the networked stores:
 //! compact, byte-exact, and decoded defensively (a store's bytes may be
 //! truncated or hostile; decoding never panics and never allocates more than
-//! the input holds).
+//! the input holds, plus room for the two headers a replay adds).
 //!
 //! Layout (integers big-endian):
 //!
@@ -74,7 +74,10 @@ pub(crate) fn decode_headers(bytes: &mut Bytes) -> Result<HeaderMap, StoreError>
     if count > bytes.remaining() / MIN_HEADER_LEN {
         return Err(corrupt());
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    // Two slots more than the block holds: a replay adds its marker header,
+    // and servers add `Content-Length` (axum's router, hyper) to a head
+    // recorded without it; a map sized exactly would grow (reallocate) twice.
+    let mut headers = HeaderMap::with_capacity(count + 2);
     for _ in 0..count {
         let name = take(bytes, 2)?;
         let name = HeaderName::from_bytes(&name).map_err(|_| corrupt())?;
@@ -160,6 +163,28 @@ mod tests {
             body: Bytes::new(),
         };
         assert_eq!(round_trip(Some(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn a_decoded_head_has_room_for_what_a_replay_adds() {
+        // One header: the shape where a map sized exactly has no spare slot.
+        let mut response = sample();
+        response.headers = HeaderMap::new();
+        response
+            .headers
+            .insert("content-type", HeaderValue::from_static("text/plain"));
+        let mut out = Vec::new();
+        encode(Some(&response), &mut out);
+        let mut headers = decode(Bytes::from(out)).unwrap().unwrap().headers;
+        let capacity = headers.capacity();
+        assert!(
+            capacity >= headers.len() + 2,
+            "{capacity} for {}",
+            headers.len()
+        );
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        headers.insert("content-length", HeaderValue::from_static("256"));
+        assert_eq!(headers.capacity(), capacity, "the map did not grow");
     }
 
     #[test]
