@@ -369,7 +369,7 @@ fn floor(c: &mut Criterion) {
     let runtime = current_thread();
     let body = json_body(1024);
     let bare = app().with_state(());
-    let floor = floor_app("/orders");
+    let floor = floor_app("/orders", RESPONSE);
     let identity = identity_app();
     let layer = layered(Arc::new(MemoryStore::new()));
     runtime.block_on(async {
@@ -475,7 +475,7 @@ fn concurrent(c: &mut Criterion) {
     let body = json_body(1024);
     let bare = app().with_state(());
     let app = layered(Arc::new(MemoryStore::new()));
-    let floor = floor_app("/orders");
+    let floor = floor_app("/orders", RESPONSE);
     let identity = identity_app();
     let wrapping = support::app()
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 "/bare",
                 post(|_body: Bytes| async { (StatusCode::CREATED, RESPONSE) }),
             )
-            .merge(floor::floor_app("/floor"));
+            .merge(floor::floor_app("/floor", RESPONSE));
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         println!(
             "bench server listening on http://{}",

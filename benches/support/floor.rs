@@ -1,6 +1,6 @@
 //! The floor: the least any idempotency layer must do, as a router of the
-//! same shape as the bench app. Shared by the in-process benches and the
-//! HTTP bench server, so that both measure the same floor.
+//! same shape as the bench app. Shared by the in-process benches, the HTTP
+//! bench server and the peers' comparison, so that all measure one floor.
 
 use std::sync::Arc;
 
@@ -12,20 +12,18 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::support::RESPONSE;
-
 /// What the floor keeps of a response: the fingerprint, the status and
 /// the body.
 type FloorRecord = ([u8; 32], StatusCode, Bytes);
 
-/// The floor at `path`. A request with a key has its body buffered, its
+/// The floor at `path`, answering 201 with `response`. A request with a key has its body buffered, its
 /// method, path and body hashed (SHA-256) and its key digested (SHA-256);
 /// then one map operation: a hit is answered from the map, a miss calls the
 /// handler, reads its response and stores it. No lease, no fencing, no
 /// headers kept, no concurrency control: a lower bound, not a design. (It
 /// answers a request without a key itself, faster than the bare router's
 /// handler: the no-key floor is an identity layer instead.)
-pub(crate) fn floor_app(path: &str) -> Router {
+pub(crate) fn floor_app(path: &str, response: &'static str) -> Router {
     let records: Arc<dashmap::DashMap<[u8; 32], FloorRecord>> = Arc::default();
     let service = tower::service_fn(move |request: Request<Body>| {
         let records = Arc::clone(&records);
@@ -35,7 +33,7 @@ pub(crate) fn floor_app(path: &str) -> Router {
                 return Ok::<_, std::convert::Infallible>(StatusCode::BAD_REQUEST.into_response());
             };
             let Some(key) = parts.headers.get("idempotency-key") else {
-                return Ok((StatusCode::CREATED, RESPONSE).into_response());
+                return Ok((StatusCode::CREATED, response).into_response());
             };
             let mut hash = Sha256::new();
             hash.update(parts.method.as_str());
@@ -50,8 +48,7 @@ pub(crate) fn floor_app(path: &str) -> Router {
                 }
                 return Ok((status, body).into_response());
             }
-            let response = (StatusCode::CREATED, RESPONSE).into_response();
-            let (parts, body) = response.into_parts();
+            let (parts, body) = (StatusCode::CREATED, response).into_response().into_parts();
             let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
                 return Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response());
             };

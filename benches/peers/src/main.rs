@@ -32,7 +32,9 @@ use tower::ServiceExt;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The crate's own bench support: the same 1 KiB JSON body.
+// The crate's own bench support: the floor, and the same 1 KiB JSON body.
+#[path = "../../support/floor.rs"]
+mod floor;
 #[path = "../../support/app.rs"]
 mod support;
 
@@ -65,8 +67,10 @@ fn handler() -> Router {
     )
 }
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 8] = [
     "bare",
+    "floor",
+    "identity layer",
     "tower-idempotency",
     "tower-idempotency, axum_bodies()",
     "idempotent 2.0",
@@ -87,6 +91,17 @@ async fn app(name: &'static str) -> App {
     };
     match name {
         "bare" => plain(handler()),
+        // The least any idempotency layer must do (`benches/support/floor.rs`);
+        // its router answers a request without a key itself.
+        "floor" => App {
+            name,
+            router: floor::floor_app("/orders", RESPONSE),
+            cookie: None,
+        },
+        // What any layer costs in axum: the no-key floor.
+        "identity layer" => plain(handler().layer(tower::util::MapRequestLayer::new(
+            |request: Request<Body>| request,
+        ))),
         "tower-idempotency" => plain(handler().layer(tower_idempotency::IdempotencyLayer::new(
             tower_idempotency::MemoryStore::new(),
         ))),
@@ -347,7 +362,8 @@ fn main() {
     println!("| resident bytes per record (1 KiB request, 109-byte response) | records made |");
     println!("| --- | --- |");
     let exe = std::env::current_exe().expect("own path");
-    for name in &NAMES[1..] {
+    // The identity layer records nothing.
+    for name in NAMES[1..].iter().filter(|name| **name != "identity layer") {
         let output = Command::new(&exe)
             .args(["memory", name, &many.to_string()])
             .output();
