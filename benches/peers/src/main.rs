@@ -11,6 +11,8 @@
 //! cargo run --release --ignore-rust-version -- 1 0.2 10000  # a quick look: 10 000 keys, not 1M
 //! ```
 //!
+//! `PEERS_ONLY="floor,tower-idempotency"` runs bare and the apps named.
+//!
 //! Resident bytes per record are measured in a child process per app (the
 //! same binary, `memory NAME N`), so that no app runs on memory another one
 //! freed.
@@ -253,6 +255,15 @@ async fn throughput(app: &App, key: Key, body: &Bytes, length: Duration, limit: 
     (n as f64 / start.elapsed().as_secs_f64(), n)
 }
 
+/// Whether app `name` runs: all of them, or bare and those named in
+/// `PEERS_ONLY` (comma-separated), to see one app without the others' heaps.
+fn chosen(name: &str) -> bool {
+    match std::env::var("PEERS_ONLY") {
+        Ok(only) => name == "bare" || only.split(',').any(|one| one.trim() == name),
+        Err(_) => true,
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -309,7 +320,7 @@ fn main() {
     let body = json_body();
     let apps: Vec<App> = runtime.block_on(async {
         let mut apps = Vec::new();
-        for name in NAMES {
+        for name in NAMES.into_iter().filter(|name| chosen(name)) {
             eprintln!("{name}: recording the replayed key");
             let app = app(name).await;
             let status = call(&app, Key::Replayed, &body).await;
@@ -363,7 +374,10 @@ fn main() {
     println!("| --- | --- |");
     let exe = std::env::current_exe().expect("own path");
     // The identity layer records nothing.
-    for name in NAMES[1..].iter().filter(|name| **name != "identity layer") {
+    for name in NAMES[1..]
+        .iter()
+        .filter(|name| **name != "identity layer" && chosen(name))
+    {
         let output = Command::new(&exe)
             .args(["memory", name, &many.to_string()])
             .output();
