@@ -6,12 +6,15 @@
 //! perf record -e cpu-clock -g target/profiling/deps/hot_loop-HASH fresh 500000
 //! ```
 //!
-//! Paths: `bare`, `no_key`, `fresh`, `replay`; a third argument
+//! Paths: `bare`, `identity` (an identity layer, without a key), `no_key`,
+//! `fresh`, `replay`, `floor_fresh`, `floor_replay`; a third argument
 //! `axum_bodies` (with `--features axum`) keeps axum's bodies.
 //! `HOT_LOOP_TASKS=32` spreads the requests over 32 tasks on 2 workers;
 //! `FRESH_FIRST=N` sends N fresh requests first (the heap of a server that
 //! has served a while).
 
+#[path = "../support/floor.rs"]
+mod floor;
 #[path = "../support/app.rs"]
 mod support;
 
@@ -27,8 +30,8 @@ use tower_idempotency::{IdempotencyLayer, MemoryStore};
 /// The key of request `i` of a path in run `run`.
 fn key_of(path: &str, run: u64, i: u64) -> Option<String> {
     match path {
-        "fresh" => Some(format!("fresh-{run}-{i}")),
-        "replay" => Some("replayed".to_owned()),
+        "fresh" | "floor_fresh" => Some(format!("fresh-{run}-{i}")),
+        "replay" | "floor_replay" => Some("replayed".to_owned()),
         _ => None,
     }
 }
@@ -70,6 +73,15 @@ fn main() {
     let layer = IdempotencyLayer::new(MemoryStore::new());
     let router = match path.as_str() {
         "bare" => app().with_state(()),
+        // The no-key floor: what any layer costs in axum.
+        "identity" => app()
+            .layer(tower::util::MapRequestLayer::new(
+                |request: http::Request<axum::body::Body>| request,
+            ))
+            .with_state(()),
+        // The floor (`benches/support/floor.rs`), with a fresh or the
+        // replayed key.
+        "floor_fresh" | "floor_replay" => floor::floor_app("/orders", support::RESPONSE),
         #[cfg(feature = "axum")]
         _ if axum_bodies => app().layer(layer.axum_bodies()).with_state(()),
         _ => app().layer(layer).with_state(()),
