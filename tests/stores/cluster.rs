@@ -233,12 +233,32 @@ impl Cluster {
             if output.status.success() {
                 return;
             }
-            last = String::from_utf8_lossy(&output.stdout)
+            // What redis-cli objected to: its errors and warnings, on either
+            // stream, not the progress lines.
+            let said = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            last = said
                 .lines()
-                .rev()
-                .take(3)
+                .filter(|line| {
+                    line.contains("[ERR]") || line.contains("[WARNING]") || line.contains("ERR")
+                })
                 .collect::<Vec<_>>()
                 .join(" | ");
+            // A move cut short (a MIGRATE timing out under load) leaves a
+            // slot open, and redis-cli refuses every reshard until the
+            // cluster is fixed.
+            if said.contains("migrating")
+                || said.contains("importing")
+                || said.contains("open slot")
+            {
+                let _ = tokio::process::Command::new("redis-cli")
+                    .args(["--cluster", "fix", &seed, "--cluster-yes"])
+                    .output()
+                    .await;
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         panic!("redis-cli --cluster reshard failed: {last}");
