@@ -296,13 +296,15 @@ where
                 started.elapsed(),
                 Some(&digest),
             );
+            // The request the service gets, if it gets one. The key goes in
+            // its extensions only then (inserting it may grow the map).
+            let service_request = move || {
+                parts.extensions.insert(key);
+                Request::from_parts(parts, M::buffered(RequestBody::buffered(body)))
+            };
             match decision {
                 Decision::Run(token) => {
-                    // The key goes in the extensions only for a request that
-                    // reaches the service (inserting it may grow the map).
-                    parts.extensions.insert(key);
-                    let mut request =
-                        Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
+                    let mut request = service_request();
                     let mut completion = None;
                     let loan = ClaimLoan::new(
                         &digest,
@@ -322,10 +324,7 @@ where
                     return Ok(rejection_response(rejection, &config.rejections));
                 }
                 Decision::RunUnprotected => {
-                    parts.extensions.insert(key);
-                    let request =
-                        Request::from_parts(parts, M::buffered(RequestBody::buffered(body)));
-                    let future = inner.call(request);
+                    let future = inner.call(service_request());
                     Box::pin(async move { Ok(future.await?.map(ResponseBody::inner)) })
                 }
             }
