@@ -353,14 +353,9 @@ fn joining(c: &mut Criterion) {
     }
 }
 
-/// The no-key floor: a layer that passes the request through unchanged,
-/// which is what any layer costs in axum.
+/// The app behind the no-key floor.
 fn identity_app() -> Router {
-    app()
-        .layer(tower::util::MapRequestLayer::new(
-            |request: Request<Body>| request,
-        ))
-        .with_state(())
+    app().layer(floor::identity_layer()).with_state(())
 }
 
 /// The layer beside the floor, per path, in one run: the ratios to the bare

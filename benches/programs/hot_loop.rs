@@ -74,11 +74,7 @@ fn main() {
     let router = match path.as_str() {
         "bare" => app().with_state(()),
         // The no-key floor: what any layer costs in axum.
-        "identity" => app()
-            .layer(tower::util::MapRequestLayer::new(
-                |request: http::Request<axum::body::Body>| request,
-            ))
-            .with_state(()),
+        "identity" => app().layer(floor::identity_layer()).with_state(()),
         // The floor (`benches/support/floor.rs`), with a fresh or the
         // replayed key.
         "floor_fresh" | "floor_replay" => floor::floor_app("/orders", support::RESPONSE),

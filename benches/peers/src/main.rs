@@ -101,9 +101,7 @@ async fn app(name: &'static str) -> App {
             cookie: None,
         },
         // What any layer costs in axum: the no-key floor.
-        "identity layer" => plain(handler().layer(tower::util::MapRequestLayer::new(
-            |request: Request<Body>| request,
-        ))),
+        "identity layer" => plain(handler().layer(floor::identity_layer())),
         "tower-idempotency" => plain(handler().layer(tower_idempotency::IdempotencyLayer::new(
             tower_idempotency::MemoryStore::new(),
         ))),
