@@ -45,7 +45,15 @@ pub async fn store(name: &str) -> TestStore {
         Ok(store) => store.table(&table).unwrap(),
         Err(error) => panic!("PostgreSQL required at {}: {error}", database_url()),
     };
-    store.migrate().await.unwrap();
+    // The migration is DDL, which can wait on the catalog while the other
+    // tests create and drop their tables (once past the store's 2 s in CI):
+    // it gets more time than the store's calls under test.
+    store
+        .clone()
+        .timeout(Duration::from_secs(30))
+        .migrate()
+        .await
+        .unwrap();
     TestStore { store, table }
 }
 
