@@ -21,14 +21,23 @@ pub struct Cluster {
     dir: PathBuf,
 }
 
+/// How long one `redis-cli --cluster` command may take before the harness
+/// gives up on it (`create` waits for the nodes to agree, and would wait
+/// forever if they never do).
+const REDIS_CLI_LIMIT: Duration = Duration::from_secs(60);
+
 /// Ports `base..base + 6` free, with their cluster bus ports (port + 10000).
-fn free_ports(name: &str) -> u16 {
+/// Both stay below 32768, where Linux starts handing out the local ports of
+/// outgoing connections: a port checked free there can be taken by some
+/// other test's connection before its node binds it.
+fn free_ports(name: &str, try_number: u64) -> u16 {
     let seed = std::process::id() as u64
         ^ name
             .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        ^ try_number.wrapping_mul(0x9e37_79b9);
     for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 9_000) as u16;
+        let base = 12_000 + ((seed.wrapping_add(attempt * 7919)) % 10_000) as u16;
         let free = (base..base + 6).all(|port| {
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
@@ -42,14 +51,27 @@ fn free_ports(name: &str) -> u16 {
 
 impl Cluster {
     /// Starts six nodes and joins them into a cluster with one replica per
-    /// primary; returns once every node says the cluster is ok.
+    /// primary; returns once every node says the cluster is ok. A try whose
+    /// nodes do not join in time is stopped and made again on other ports.
     pub async fn start(name: &str) -> Self {
-        let base = free_ports(name);
+        let mut failures = Vec::new();
+        for try_number in 0..3 {
+            match Self::try_start(name, try_number).await {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the test cluster {name} did not start: {failures:?}");
+    }
+
+    async fn try_start(name: &str, try_number: u64) -> Result<Self, String> {
+        let base = free_ports(name, try_number);
         let dir = std::env::temp_dir().join(format!(
             "tower-idempotency-cluster-{name}-{}-{base}",
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        // Made before the nodes, so a failure below stops them (dropped).
         let mut cluster = Self {
             nodes: (base..base + 6)
                 .map(|port| Node {
@@ -63,25 +85,33 @@ impl Cluster {
             cluster.spawn(i);
         }
         for node in &cluster.nodes {
-            wait_for_ping(node.port).await;
+            if !answers_ping(node.port).await {
+                return Err(format!("redis-server on port {} did not answer", node.port));
+            }
         }
-        let addresses: Vec<String> = cluster
-            .nodes
-            .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
-            .collect();
-        let created = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli runs");
-        assert!(created.success(), "redis-cli --cluster create failed");
-        cluster.wait_healthy().await;
-        cluster
+        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
+        args.extend(
+            cluster
+                .nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.port)),
+        );
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let created = redis_cli(&args).await?;
+        if !created.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed on ports {base}..{}: {}",
+                base + 6,
+                complaints(&created)
+            ));
+        }
+        if !cluster.becomes_healthy().await {
+            return Err(format!(
+                "the nodes on ports {base}..{} did not agree",
+                base + 6
+            ));
+        }
+        Ok(cluster)
     }
 
     fn spawn(&mut self, index: usize) {
@@ -222,31 +252,34 @@ impl Cluster {
         let mut last = String::new();
         // Right after a reshard the nodes may not agree on the configuration
         // yet, and redis-cli refuses to start another: try again shortly.
+        let reshard = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]
+        .map(String::from);
         for _ in 0..40 {
-            let output = tokio::process::Command::new("redis-cli")
-                .args(["--cluster", "reshard", &seed])
-                .args(["--cluster-from", &from, "--cluster-to", &to])
-                .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-                .output()
-                .await
-                .expect("redis-cli runs");
-            if output.status.success() {
-                return;
-            }
-            // What redis-cli objected to: its errors and warnings, on either
-            // stream, not the progress lines.
+            let output = match redis_cli(&reshard).await {
+                Ok(output) if output.status.success() => return,
+                Ok(output) => output,
+                Err(why) => {
+                    last = why;
+                    continue;
+                }
+            };
             let said = format!(
                 "{}\n{}",
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
-            last = said
-                .lines()
-                .filter(|line| {
-                    line.contains("[ERR]") || line.contains("[WARNING]") || line.contains("ERR")
-                })
-                .collect::<Vec<_>>()
-                .join(" | ");
+            last = complaints(&output);
             // A move cut short (a MIGRATE timing out under load) leaves a
             // slot open, and redis-cli refuses every reshard until the
             // cluster is fixed.
@@ -254,10 +287,8 @@ impl Cluster {
                 || said.contains("importing")
                 || said.contains("open slot")
             {
-                let _ = tokio::process::Command::new("redis-cli")
-                    .args(["--cluster", "fix", &seed, "--cluster-yes"])
-                    .output()
-                    .await;
+                let fix = ["--cluster", "fix", &seed, "--cluster-yes"].map(String::from);
+                let _ = redis_cli(&fix).await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -275,13 +306,21 @@ impl Cluster {
     /// Waits until every running node reports `cluster_state:ok` and three
     /// primaries that each have a replica connected.
     pub async fn wait_healthy(&self) {
+        assert!(
+            self.becomes_healthy().await,
+            "the test cluster did not become healthy"
+        );
+    }
+
+    /// Whether the cluster is healthy within 20 s (polled).
+    async fn becomes_healthy(&self) -> bool {
         for _ in 0..400 {
             if self.healthy().await {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the test cluster did not become healthy");
+        false
     }
 
     async fn healthy(&self) -> bool {
@@ -416,7 +455,39 @@ pub async fn connect(port: u16) -> redis::RedisResult<MultiplexedConnection> {
         .await
 }
 
-async fn wait_for_ping(port: u16) {
+/// Runs `redis-cli` with `args`, killed if it takes longer than
+/// [`REDIS_CLI_LIMIT`].
+async fn redis_cli(args: &[String]) -> Result<std::process::Output, String> {
+    let running = tokio::process::Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(REDIS_CLI_LIMIT, running).await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => Err(format!("redis-cli did not run: {error}")),
+        Err(_) => Err(format!(
+            "redis-cli {} took over {REDIS_CLI_LIMIT:?}",
+            args.iter().take(2).cloned().collect::<Vec<_>>().join(" ")
+        )),
+    }
+}
+
+/// What redis-cli objected to: its errors and warnings, on either stream,
+/// not its progress lines.
+fn complaints(output: &std::process::Output) -> String {
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said.lines()
+        .filter(|line| line.contains("[ERR]") || line.contains("[WARNING]") || line.contains("ERR"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+async fn answers_ping(port: u16) -> bool {
     for _ in 0..200 {
         if let Ok(mut connection) = connect(port).await
             && redis::cmd("PING")
@@ -424,11 +495,11 @@ async fn wait_for_ping(port: u16) {
                 .await
                 .is_ok()
         {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("redis-server on port {port} did not answer");
+    false
 }
 
 impl Drop for Cluster {

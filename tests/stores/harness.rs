@@ -19,8 +19,16 @@ pub enum Flavor {
     MultiThread(usize),
 }
 
+/// The longest a test on real time may run. A test that hangs (a server
+/// that never answers, a tool that waits forever) then fails with its name,
+/// and what it started is dropped and stopped, instead of holding up the
+/// whole run until CI gives up on it.
+const TEST_LIMIT: Duration = Duration::from_secs(600);
+
 /// A test named `name` that runs `test` to its end on a runtime of `flavor`.
-/// A panic in it fails the test.
+/// A panic in it fails the test, and so does a test on real time running
+/// past [`TEST_LIMIT`]. (On the paused clock, time jumps to the next timer,
+/// so a limit there would cut tests that wait days on purpose.)
 pub fn trial<F, Fut>(name: impl Into<String>, flavor: Flavor, test: F) -> Trial
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -41,8 +49,15 @@ where
                 .build(),
         }
         .map_err(|error| format!("no runtime: {error}"))?;
-        runtime.block_on(test());
-        Ok(())
+        if matches!(flavor, Flavor::Paused) {
+            runtime.block_on(test());
+            return Ok(());
+        }
+        let finished = runtime.block_on(async { tokio::time::timeout(TEST_LIMIT, test()).await });
+        // Not a plain drop: that would wait for ever on a blocking task the
+        // hung test left behind.
+        runtime.shutdown_timeout(Duration::from_secs(10));
+        finished.map_err(|_| format!("did not finish within {TEST_LIMIT:?}").into())
     })
 }
 
