@@ -276,6 +276,8 @@
 mod header;
 #[cfg(feature = "server")]
 mod log;
+#[cfg(any(feature = "server", feature = "client"))]
+mod method_set;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

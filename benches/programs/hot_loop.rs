@@ -6,7 +6,9 @@
 //! perf record -e cpu-clock -g target/profiling/deps/hot_loop-HASH fresh 500000
 //! ```
 //!
-//! Paths: `bare`, `identity` (an identity layer, without a key), `no_key`,
+//! Paths: `bare`, `identity` (an identity layer, without a key),
+//! `identity_arc` (the same holding an `Arc`, as any layer with shared state
+//! does: axum clones the service for every request), `no_key`,
 //! `fresh`, `replay`, `floor_fresh`, `floor_replay`; a third argument
 //! `axum_bodies` (with `--features axum`) keeps axum's bodies.
 //! `HOT_LOOP_TASKS=32` spreads the requests over 32 tasks on 2 workers;
@@ -75,6 +77,19 @@ fn main() {
         "bare" => app().with_state(()),
         // The no-key floor: what any layer costs in axum.
         "identity" => app().layer(floor::identity_layer()).with_state(()),
+        // The no-key floor of a layer with state: one `Arc` cloned and
+        // dropped per request.
+        "identity_arc" => {
+            let shared = std::sync::Arc::new(7u64);
+            app()
+                .layer(tower::util::MapRequestLayer::new(
+                    move |request: http::Request<axum::body::Body>| {
+                        std::hint::black_box(&shared);
+                        request
+                    },
+                ))
+                .with_state(())
+        }
         // The floor (`benches/support/floor.rs`), with a fresh or the
         // replayed key.
         "floor_fresh" | "floor_replay" => floor::floor_app("/orders", support::RESPONSE),

@@ -9,6 +9,7 @@ use super::random::{self, KeyGenerationError};
 use super::sent_key::SentKey;
 use super::service::SetIdempotencyKey;
 use crate::IDEMPOTENCY_KEY;
+use crate::method_set::MethodSet;
 
 /// Gives every call with a covered method its own `Idempotency-Key`, unless it
 /// already has one; wraps a client in [`SetIdempotencyKey`].
@@ -41,7 +42,7 @@ pub struct SetIdempotencyKeyLayer {
 /// What [`SetIdempotencyKey`] needs per call; shared, never copied per request.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyConfig {
-    methods: Vec<Method>,
+    methods: MethodSet,
     header: HeaderName,
 }
 
@@ -50,7 +51,7 @@ impl SetIdempotencyKeyLayer {
     pub fn new() -> Self {
         Self {
             config: Arc::new(KeyConfig {
-                methods: vec![Method::POST, Method::PATCH],
+                methods: [Method::POST, Method::PATCH].into_iter().collect(),
                 header: IDEMPOTENCY_KEY,
             }),
         }

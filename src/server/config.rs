@@ -14,12 +14,13 @@ use super::outcome::OutcomeHook;
 use super::request::{FingerprintConfig, GlobalScope, SharedScopeFn};
 use super::response::{Rejection, RejectionFormat, default_record_policy};
 use crate::IDEMPOTENCY_KEY;
+use crate::method_set::MethodSet;
 use crate::store::timeout::{Within, within};
 
 /// Everything the layer was told, shared by the services it makes.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) methods: Vec<Method>,
+    pub(crate) methods: MethodSet,
     pub(crate) header: HeaderName,
     pub(crate) require_key: bool,
     pub(crate) scope: SharedScopeFn,
@@ -42,7 +43,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            methods: vec![Method::POST, Method::PATCH],
+            methods: [Method::POST, Method::PATCH].into_iter().collect(),
             header: IDEMPOTENCY_KEY,
             require_key: false,
             scope: Arc::new(GlobalScope),
