@@ -472,6 +472,9 @@ fn concurrent(c: &mut Criterion) {
     let app = layered(Arc::new(MemoryStore::new()));
     let floor = floor_app("/orders", RESPONSE);
     let identity = identity_app();
+    let identity_arc = support::app()
+        .layer(floor::identity_arc_layer())
+        .with_state(());
     let wrapping = support::app()
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         .with_state(());
@@ -484,6 +487,7 @@ fn concurrent(c: &mut Criterion) {
         ("bare", &bare, None),
         ("no_key", &app, None),
         ("identity_layer_no_key", &identity, None),
+        ("identity_arc_layer_no_key", &identity_arc, None),
         ("body_wrapping_layer_no_key", &wrapping, None),
         ("fresh", &app, Some("")),
         ("replay", &app, Some("replayed")),

@@ -79,17 +79,7 @@ fn main() {
         "identity" => app().layer(floor::identity_layer()).with_state(()),
         // The no-key floor of a layer with state: one `Arc` cloned and
         // dropped per request.
-        "identity_arc" => {
-            let shared = std::sync::Arc::new(7u64);
-            app()
-                .layer(tower::util::MapRequestLayer::new(
-                    move |request: http::Request<axum::body::Body>| {
-                        std::hint::black_box(&shared);
-                        request
-                    },
-                ))
-                .with_state(())
-        }
+        "identity_arc" => app().layer(floor::identity_arc_layer()).with_state(()),
         // The floor (`benches/support/floor.rs`), with a fresh or the
         // replayed key.
         "floor_fresh" | "floor_replay" => floor::floor_app("/orders", support::RESPONSE),

@@ -69,10 +69,11 @@ fn handler() -> Router {
     )
 }
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "bare",
     "floor",
     "identity layer",
+    "identity layer with an Arc",
     "tower-idempotency",
     "tower-idempotency, axum_bodies()",
     "idempotent 2.0",
@@ -102,6 +103,9 @@ async fn app(name: &'static str) -> App {
         },
         // What any layer costs in axum: the no-key floor.
         "identity layer" => plain(handler().layer(floor::identity_layer())),
+        // What a layer with shared state costs in axum, which clones it (and
+        // its `Arc`) for every request.
+        "identity layer with an Arc" => plain(handler().layer(floor::identity_arc_layer())),
         "tower-idempotency" => plain(handler().layer(tower_idempotency::IdempotencyLayer::new(
             tower_idempotency::MemoryStore::new(),
         ))),
@@ -371,10 +375,10 @@ fn main() {
     println!("| resident bytes per record (1 KiB request, 109-byte response) | records made |");
     println!("| --- | --- |");
     let exe = std::env::current_exe().expect("own path");
-    // The identity layer records nothing.
+    // The identity layers record nothing.
     for name in NAMES[1..]
         .iter()
-        .filter(|name| **name != "identity layer" && chosen(name))
+        .filter(|name| !name.starts_with("identity layer") && chosen(name))
     {
         let output = Command::new(&exe)
             .args(["memory", name, &many.to_string()])
