@@ -81,6 +81,7 @@ use std::time::Duration;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
 pub mod clients;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "fuzzing"))]
 pub(crate) mod codec;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
