@@ -275,6 +275,8 @@
 
 mod header;
 #[cfg(feature = "server")]
+mod header_values;
+#[cfg(feature = "server")]
 mod log;
 #[cfg(any(feature = "server", feature = "client"))]
 mod method_set;

@@ -6,7 +6,7 @@ use std::fmt;
 use http::Method;
 
 /// The methods of HTTP's own registry that get a bit of their own, in order.
-const STANDARD: [Method; 9] = [
+static STANDARD: [Method; 9] = [
     Method::GET,
     Method::HEAD,
     Method::POST,

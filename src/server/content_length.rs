@@ -4,7 +4,14 @@
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 
+use crate::header_values::header_values;
+
 /// The `Content-Length` a message declares, if it declares a valid one.
 pub(crate) fn declared_len(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    header_values(headers, &CONTENT_LENGTH)
+        .next()?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -2,11 +2,15 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
+use crate::header_values::header_values;
+
 /// Headers never recorded: hop-by-hop headers (RFC 9110 section 7.6.1), which
 /// describe one connection, not the response, and credentials, so that a replay
 /// never hands out a session. `Content-Length` is recomputed from the recorded
 /// body on replay.
-const NOT_RECORDED: [HeaderName; 12] = [
+///
+/// A `static`: a `const` array would be made (and dropped) at every use.
+static NOT_RECORDED: [HeaderName; 12] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -25,7 +29,7 @@ const NOT_RECORDED: [HeaderName; 12] = [
 /// kept whole and in order.
 pub(crate) fn recordable_headers(headers: &HeaderMap) -> HeaderMap {
     let named_by_connection = |name: &HeaderName| {
-        headers.get_all(header::CONNECTION).iter().any(|value| {
+        header_values(headers, &header::CONNECTION).any(|value| {
             value.to_str().is_ok_and(|names| {
                 names
                     .split(',')
@@ -33,7 +37,7 @@ pub(crate) fn recordable_headers(headers: &HeaderMap) -> HeaderMap {
             })
         })
     };
-    let has_connection = headers.contains_key(header::CONNECTION);
+    let has_connection = header_values(headers, &header::CONNECTION).next().is_some();
     let mut kept = HeaderMap::with_capacity(headers.keys_len());
     for (name, value) in headers {
         // Most responses carry no Connection header: one look at the fixed list.

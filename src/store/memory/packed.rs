@@ -39,8 +39,9 @@ const LITERAL_NAME: u8 = 0;
 
 /// Response headers common enough to be written as one byte (their index
 /// here, plus one). Appending to the list is free; reordering it is too,
-/// since records never outlive the process.
-const COMMON: [HeaderName; 20] = [
+/// since records never outlive the process. A `static`: a `const` array
+/// would be made at every use.
+static COMMON: [HeaderName; 20] = [
     header::CONTENT_TYPE,
     header::LOCATION,
     header::CACHE_CONTROL,
