@@ -481,14 +481,14 @@ impl Inner {
         FencingToken::new(self.next_token.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Applies `f` to the entry if `token` owns its live lease.
+    /// Applies `f` to the entry if `token` owns its lease, live at `now`.
     fn with_owned(
         &self,
         key: &MapKey,
         token: FencingToken,
-        f: impl FnOnce(&mut Entry, Tick),
+        now: Tick,
+        f: impl FnOnce(&mut Entry),
     ) -> Result<(), StoreError> {
-        let now = self.now();
         let mut entry = self
             .entries
             .get_mut(key)
@@ -497,7 +497,7 @@ impl Inner {
         // The entry keeps the one expiry item its claim scheduled: a record or
         // a renewal only moves its deadline later, and the sweep moves the
         // item when it comes due. One item per entry, not one per update.
-        f(&mut entry, now);
+        f(&mut entry);
         Ok(())
     }
 }
@@ -536,10 +536,12 @@ impl Store for MemoryStore {
         record: &Record,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        // Packed before the shard's lock is taken; the TTL runs from now.
-        let packed = Entry::record(record, self.inner.now().saturating_add(ticks(ttl)));
+        // Packed before the shard's lock is taken; the TTL runs from now,
+        // the one reading of the clock for both.
+        let now = self.inner.now();
+        let packed = Entry::record(record, now.saturating_add(ticks(ttl)));
         self.inner
-            .with_owned(&MapKey::of(key), token, |entry, _| *entry = packed)
+            .with_owned(&MapKey::of(key), token, now, |entry| *entry = packed)
     }
 
     async fn release(&self, key: &KeyDigest, token: FencingToken) -> Result<(), StoreError> {
@@ -560,8 +562,9 @@ impl Store for MemoryStore {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), StoreError> {
+        let now = self.inner.now();
         self.inner
-            .with_owned(&MapKey::of(key), token, |entry, now| {
+            .with_owned(&MapKey::of(key), token, now, |entry| {
                 if let Some(in_flight) = entry.as_in_flight_mut() {
                     in_flight.deadline = now.saturating_add(ticks(lease));
                 }
