@@ -19,7 +19,7 @@
 //! 128 is one byte. Against the networked stores' form, the head of a
 //! typical JSON response is about 20 bytes smaller.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -173,7 +173,8 @@ fn varint_len(mut n: usize) -> usize {
 /// [`StoreErrorKind::Corrupt`], never a panic.
 fn unpack_response(packed: &[u8]) -> Result<Option<RecordedResponse>, StoreError> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt);
-    let mut reader = Reader(packed);
+    // One copy, which the header values and the body then share.
+    let mut reader = Reader(Bytes::copy_from_slice(packed));
     let status = u16::from_le_bytes([reader.byte()?, reader.byte()?]);
     if status == TOMBSTONE {
         return if reader.0.is_empty() {
@@ -188,18 +189,14 @@ fn unpack_response(packed: &[u8]) -> Result<Option<RecordedResponse>, StoreError
     if count > reader.0.len() / 2 {
         return Err(corrupt());
     }
-    // One copy of the rest, which the values and the body then share. Room
-    // for two more headers: a replay adds its marker, and servers add
+    // Room for two more headers: a replay adds its marker, and servers add
     // `Content-Length` to a head recorded without it.
-    let rest = Bytes::copy_from_slice(reader.0);
-    let mut at = 0;
     let mut headers = HeaderMap::with_capacity(count + 2);
     for _ in 0..count {
-        let mut reader = Reader(&rest[at..]);
         let name = match reader.byte()? {
             LITERAL_NAME => {
                 let len = reader.varint()?;
-                HeaderName::from_bytes(reader.take(len)?).map_err(|_| corrupt())?
+                HeaderName::from_bytes(&reader.take(len)?).map_err(|_| corrupt())?
             }
             index => COMMON
                 .get(usize::from(index) - 1)
@@ -207,40 +204,35 @@ fn unpack_response(packed: &[u8]) -> Result<Option<RecordedResponse>, StoreError
                 .ok_or_else(corrupt)?,
         };
         let len = reader.varint()?;
-        let start = rest.len() - reader.0.len();
-        reader.take(len)?;
-        let value = HeaderValue::from_maybe_shared(rest.slice(start..start + len))
-            .map_err(|_| corrupt())?;
+        let value = HeaderValue::from_maybe_shared(reader.take(len)?).map_err(|_| corrupt())?;
         headers.append(name, value);
-        at = rest.len() - reader.0.len();
     }
     Ok(Some(RecordedResponse {
         status,
         headers,
-        body: rest.slice(at..),
+        body: reader.0,
     }))
 }
 
-/// Reads a packed record from the front, failing on a short one.
-struct Reader<'a>(&'a [u8]);
+/// Reads a packed record from the front, failing on a short one; what it
+/// takes shares the record's bytes.
+struct Reader(Bytes);
 
-impl<'a> Reader<'a> {
+impl Reader {
     fn byte(&mut self) -> Result<u8, StoreError> {
-        let (&first, rest) = self
+        let first = *self
             .0
-            .split_first()
+            .first()
             .ok_or_else(|| StoreError::new(StoreErrorKind::Corrupt))?;
-        self.0 = rest;
+        self.0.advance(1);
         Ok(first)
     }
 
-    fn take(&mut self, len: usize) -> Result<&'a [u8], StoreError> {
+    fn take(&mut self, len: usize) -> Result<Bytes, StoreError> {
         if len > self.0.len() {
             return Err(StoreError::new(StoreErrorKind::Corrupt));
         }
-        let (taken, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(taken)
+        Ok(self.0.split_to(len))
     }
 
     /// A varint of at most 9 bytes (63 bits, more than any length here).
