@@ -102,7 +102,7 @@ impl Cluster {
             return Err(format!(
                 "redis-cli --cluster create failed on ports {base}..{}: {}",
                 base + 6,
-                complaints(&created)
+                complaints(&said(&created))
             ));
         }
         if !cluster.becomes_healthy().await {
@@ -274,12 +274,8 @@ impl Cluster {
                     continue;
                 }
             };
-            let said = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            last = complaints(&output);
+            let said = said(&output);
+            last = complaints(&said);
             // A move cut short (a MIGRATE timing out under load) leaves a
             // slot open, and redis-cli refuses every reshard until the
             // cluster is fixed.
@@ -473,14 +469,18 @@ async fn redis_cli(args: &[String]) -> Result<std::process::Output, String> {
     }
 }
 
-/// What redis-cli objected to: its errors and warnings, on either stream,
-/// not its progress lines.
-fn complaints(output: &std::process::Output) -> String {
-    let said = format!(
+/// Everything redis-cli printed, on either stream.
+fn said(output: &std::process::Output) -> String {
+    format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
+    )
+}
+
+/// What redis-cli objected to in `said`: its errors and warnings, not its
+/// progress lines.
+fn complaints(said: &str) -> String {
     said.lines()
         .filter(|line| line.contains("[ERR]") || line.contains("[WARNING]") || line.contains("ERR"))
         .collect::<Vec<_>>()
