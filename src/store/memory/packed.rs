@@ -5,6 +5,7 @@
 //! Layout:
 //!
 //! ```text
+//! [u8; 16] the map's key (a record is found by it: the map holds no copy)
 //! u64 deadline, little-endian (ticks of the store's clock)
 //! [u8; 32] fingerprint
 //! u16 status, little-endian; 0 = tombstone (nothing follows)
@@ -28,11 +29,12 @@ use bytes::{Buf, Bytes};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::Tick;
+use super::{MapKey, Tick};
 use crate::store::{Fingerprint, Record, RecordedResponse, StoreError, StoreErrorKind};
 
 /// Where the fields of a [`PackedRecord`] start.
-const DEADLINE_AT: usize = 0;
+const KEY_AT: usize = 0;
+const DEADLINE_AT: usize = KEY_AT + 16;
 const FINGERPRINT_AT: usize = DEADLINE_AT + 8;
 const STATUS_AT: usize = FINGERPRINT_AT + 32;
 
@@ -130,19 +132,21 @@ static LINES: [(HeaderName, HeaderValue); 18] = [
     ),
 ];
 
-/// A record in as little memory as it takes: its deadline, its fingerprint,
-/// its status, headers and body (unless the entry keeps the body apart).
+/// A record in as little memory as it takes: its key, deadline, fingerprint,
+/// status, headers and body (unless the entry keeps the body apart).
 #[derive(Debug)]
 pub(super) struct PackedRecord(Box<[u8]>);
 
 impl PackedRecord {
     pub(super) fn new(
+        key: &MapKey,
         fingerprint: &Fingerprint,
         response: Option<&RecordedResponse>,
         deadline: Tick,
     ) -> Self {
         // Sized once: the boxed slice takes the buffer without reallocating.
         let mut packed = Vec::with_capacity(STATUS_AT + packed_len(response));
+        packed.extend_from_slice(key.as_bytes());
         packed.extend_from_slice(&deadline.to_le_bytes());
         packed.extend_from_slice(&fingerprint.as_bytes()[..]);
         let Some(response) = response else {
@@ -169,6 +173,12 @@ impl PackedRecord {
         }
         packed.extend_from_slice(&response.body);
         Self(packed.into_boxed_slice())
+    }
+
+    pub(super) fn key(&self) -> MapKey {
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&self.0[KEY_AT..DEADLINE_AT]);
+        MapKey::from_bytes(bytes)
     }
 
     pub(super) fn deadline(&self) -> Tick {
@@ -352,6 +362,8 @@ impl Reader {
 mod tests {
     use super::*;
 
+    const KEY: MapKey = MapKey::from_bytes([3; 16]);
+
     fn fingerprint() -> Fingerprint {
         Fingerprint::from_bytes([7; 32])
     }
@@ -372,8 +384,9 @@ mod tests {
     }
 
     fn round_trip(response: Option<RecordedResponse>) {
-        let packed = PackedRecord::new(&fingerprint(), response.as_ref(), 123_456_789);
+        let packed = PackedRecord::new(&KEY, &fingerprint(), response.as_ref(), 123_456_789);
         assert_eq!(packed.0.len(), STATUS_AT + packed_len(response.as_ref()));
+        assert_eq!(packed.key(), KEY);
         assert_eq!(packed.deadline(), 123_456_789);
         let record = packed.unpack(None).unwrap();
         assert_eq!(record.fingerprint, fingerprint());
@@ -413,7 +426,7 @@ mod tests {
         for name in &COMMON {
             // No common line has this value.
             let one = response(&[(name.as_str(), b"x")], b"");
-            let packed = PackedRecord::new(&fingerprint(), Some(&one), 0);
+            let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&one), 0);
             // Status, count, name, value length, value.
             assert_eq!(packed.0.len(), STATUS_AT + 2 + 1 + 1 + 1 + 1, "{name}");
             let back = packed.unpack(None).unwrap().response.unwrap();
@@ -426,7 +439,7 @@ mod tests {
         assert!(COMMON.len() < usize::from(LINE) && LINES.len() <= usize::from(LINE));
         for (name, value) in &LINES {
             let one = response(&[(name.as_str(), value.as_bytes())], b"");
-            let packed = PackedRecord::new(&fingerprint(), Some(&one), 0);
+            let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&one), 0);
             // Status, count, line.
             assert_eq!(packed.0.len(), STATUS_AT + 2 + 1 + 1, "{name}: {value:?}");
             let back = packed.unpack(None).unwrap().response.unwrap();
@@ -434,7 +447,7 @@ mod tests {
         }
         // The same name with another value, or another case, is written out.
         let other = response(&[("x-frame-options", b"deny")], b"");
-        let packed = PackedRecord::new(&fingerprint(), Some(&other), 0);
+        let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&other), 0);
         assert_eq!(packed.0.len(), STATUS_AT + 2 + 1 + 1 + 1 + 4);
         assert_eq!(packed.unpack(None).unwrap().response.unwrap(), other);
     }
@@ -446,14 +459,14 @@ mod tests {
     fn a_small_response_packs_small() {
         let body = [b'x'; 109];
         let small = response(&[("content-type", b"text/plain; charset=utf-8")], &body);
-        let packed = PackedRecord::new(&fingerprint(), Some(&small), 0);
+        let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&small), 0);
         assert_eq!(packed.0.len() - STATUS_AT, 2 + 1 + 1 + 109);
     }
 
     #[test]
     fn a_large_body_kept_apart_is_put_back() {
         let head = response(&[("location", b"/orders/1")], b"");
-        let packed = PackedRecord::new(&fingerprint(), Some(&head), 0);
+        let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&head), 0);
         let body = Bytes::from(vec![1; 5000]);
         let back = packed.unpack(Some(&body)).unwrap().response.unwrap();
         assert_eq!(back.body.as_ptr(), body.as_ptr());
@@ -468,7 +481,7 @@ mod tests {
             &[("content-type", b"application/json"), ("x-custom", b"one")],
             b"{\"id\":1}",
         );
-        let packed = PackedRecord::new(&fingerprint(), Some(&full), 0);
+        let packed = PackedRecord::new(&KEY, &fingerprint(), Some(&full), 0);
         let tail = &packed.0[STATUS_AT..];
         for len in 0..tail.len() {
             let _ = unpack_response(&tail[..len]);
