@@ -53,15 +53,16 @@ const INLINE_BODY: usize = 4096;
 ///   their number. An evicted key has lost its protection: a late retry with it
 ///   runs again, so size the store for the keys one TTL brings.
 /// - **Time** is Tokio's clock, so tests can pause and advance it.
-/// - **Memory** is kept small: a map slot is 32 bytes (a 16-byte share of
-///   the key's digest and a two-word entry); a record is one allocation
-///   holding its deadline, fingerprint, status, headers and (up to 4 KiB)
-///   body, packed (a common header's name is one byte, a length under 128
-///   is one byte); a larger body is kept as the response's own `Bytes`, not
-///   copied. About 290 bytes per record of a 100-byte response, measured by
-///   `benches/programs/memory_per_record.rs` in the repository: 192 for the
-///   record, about 70 for its map slot and 25 for its place in the expiry
-///   queues, at a million records.
+/// - **Memory** is kept small: a table slot is 16 bytes (the entry, which
+///   holds its own key: a 16-byte share of the key's digest); a record is
+///   one allocation holding its key, deadline, fingerprint, status, headers
+///   and (up to 4 KiB) body, packed (a common header line such as
+///   `content-type: application/json` is one byte, a common header name is
+///   one byte, a length under 128 is one byte); a larger body is kept as the
+///   response's own `Bytes`, not copied. About 230 bytes per record of a
+///   100-byte response, measured by `benches/programs/memory_per_record.rs`
+///   in the repository at a million records: 176 for the record, about 36
+///   for its table slot and 17 for its place in the expiry queues.
 ///
 /// ```
 /// use std::time::Duration;
