@@ -4,6 +4,7 @@ mod packed;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -149,23 +150,48 @@ impl MapKey {
         &self.0
     }
 
-    /// Its hash in the table: its first eight bytes. It is already a SHA-256,
-    /// uniformly spread, so hashing it again would be work for nothing; and a
-    /// client cannot choose it to collide.
-    fn hash(&self) -> u64 {
-        let mut word = [0; 8];
-        word.copy_from_slice(&self.0[..8]);
-        u64::from_le_bytes(word)
+    /// Its two halves, as words.
+    fn words(&self) -> (u64, u64) {
+        let (mut low, mut high) = ([0; 8], [0; 8]);
+        low.copy_from_slice(&self.0[..8]);
+        high.copy_from_slice(&self.0[8..]);
+        (u64::from_le_bytes(low), u64::from_le_bytes(high))
     }
 
-    /// Its shard, picked by a byte the hash does not use.
+    /// Its shard: one of its bytes (a client can make its keys share a
+    /// shard, which only puts them behind one lock).
     fn shard(&self) -> usize {
         usize::from(self.0[8]) % SHARDS
     }
 }
 
+/// The secret a table hashes its keys with. Keys are SHA-256 digests, so
+/// their bits are spread already, but a client who knows how a key's digest
+/// is made could search for keys whose digests share the bits that pick a
+/// bucket, and pile them up in one probe sequence (hash flooding). Mixed
+/// with a secret drawn for each table, those bits are unknown to a client.
+#[derive(Debug, Clone, Copy)]
+struct Seed(u64, u64);
+
+impl Seed {
+    /// A seed from the process's random hash keys.
+    fn random() -> Self {
+        let state = RandomState::new();
+        Self(state.hash_one(0_u8), state.hash_one(1_u8))
+    }
+
+    /// A key's hash: both halves, each mixed with the secret, multiplied as
+    /// 128 bits and folded (the product's high half depends on every bit of
+    /// both; cheap: one multiplication).
+    fn hash(self, key: &MapKey) -> u64 {
+        let (low, high) = key.words();
+        let product = u128::from(low ^ self.0) * u128::from(high ^ self.1);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+}
+
 /// A shard's entries, and when they end.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Table {
     entries: HashTable<Entry>,
     /// Deadlines of entries, earliest first. Every entry has an item no later
@@ -173,9 +199,16 @@ struct Table {
     /// the entry's deadline has moved later (a record, a renewal). An item
     /// may be stale (its entry left); the sweep checks the entry itself.
     expiry: ExpiryQueue,
+    seed: Seed,
 }
 
-/// An item of an expiry queue: a deadline, and the entry's hash (half its
+impl Default for Table {
+    fn default() -> Self {
+        Self::with_seed(Seed::random())
+    }
+}
+
+/// An item of an expiry queue: a deadline, and the entry's hash (not its
 /// key, so that an item is 16 bytes, not 24). Should two entries of a shard
 /// share a hash (odds of 2^-64 per pair), an item may find the other one:
 /// the sweep still removes only an entry past its deadline, so the worst it
@@ -183,21 +216,46 @@ struct Table {
 type ExpiryQueue = BinaryHeap<Reverse<(Tick, u64)>>;
 
 impl Table {
+    fn with_seed(seed: Seed) -> Self {
+        Self {
+            entries: HashTable::new(),
+            expiry: ExpiryQueue::new(),
+            seed,
+        }
+    }
+
+    fn hash(&self, key: &MapKey) -> u64 {
+        self.seed.hash(key)
+    }
+
+    fn hash_of(&self, entry: &Entry) -> u64 {
+        self.seed.hash(&entry.key())
+    }
+
     fn find(&self, key: &MapKey) -> Option<&Entry> {
-        self.entries.find(key.hash(), |entry| entry.has_key(key))
+        self.entries
+            .find(self.hash(key), |entry| entry.has_key(key))
     }
 
     fn find_mut(&mut self, key: &MapKey) -> Option<&mut Entry> {
-        self.entries
-            .find_mut(key.hash(), |entry| entry.has_key(key))
+        let hash = self.hash(key);
+        self.entries.find_mut(hash, |entry| entry.has_key(key))
+    }
+
+    /// The slot of `key`, held or free.
+    fn entry(&mut self, key: &MapKey) -> TableEntry<'_, Entry> {
+        let seed = self.seed;
+        self.entries.entry(
+            seed.hash(key),
+            |entry| entry.has_key(key),
+            move |entry| seed.hash(&entry.key()),
+        )
     }
 
     /// Removes the entry of `key` if `f` says so; tells whether it did.
     fn remove_if(&mut self, key: &MapKey, f: impl FnOnce(&Entry) -> bool) -> bool {
-        match self
-            .entries
-            .find_entry(key.hash(), |entry| entry.has_key(key))
-        {
+        let hash = self.hash(key);
+        match self.entries.find_entry(hash, |entry| entry.has_key(key)) {
             Ok(occupied) if f(occupied.get()) => {
                 occupied.remove();
                 true
@@ -208,9 +266,10 @@ impl Table {
 
     /// Removes an entry of `hash` for which `f` holds; tells whether it did.
     fn remove_hashed_if(&mut self, hash: u64, f: impl Fn(&Entry) -> bool) -> bool {
+        let seed = self.seed;
         match self
             .entries
-            .find_entry(hash, |entry| entry.hash() == hash && f(entry))
+            .find_entry(hash, |entry| seed.hash(&entry.key()) == hash && f(entry))
         {
             Ok(occupied) => {
                 occupied.remove();
@@ -221,11 +280,12 @@ impl Table {
     }
 
     fn find_hashed(&self, hash: u64) -> Option<&Entry> {
-        self.entries.find(hash, |entry| entry.hash() == hash)
+        self.entries.find(hash, |entry| self.hash_of(entry) == hash)
     }
 
     fn schedule(&mut self, key: &MapKey, deadline: Tick) {
-        self.expiry.push(Reverse((deadline, key.hash())));
+        let hash = self.hash(key);
+        self.expiry.push(Reverse((deadline, hash)));
     }
 
     /// Removes up to `max` expired entries; returns how many.
@@ -397,10 +457,6 @@ impl Entry {
         self.key() == *key
     }
 
-    fn hash(&self) -> u64 {
-        self.key().hash()
-    }
-
     fn deadline(&self) -> Tick {
         match self.held() {
             Held::InFlight(in_flight) => in_flight.deadline,
@@ -536,10 +592,7 @@ impl Inner {
         // One write for the sweep, the entry and its expiry item.
         let mut table = shard.write();
         self.removed(table.sweep(now, SWEEP_PER_CLAIM));
-        let token = match table
-            .entries
-            .entry(key.hash(), |entry| entry.has_key(key), Entry::hash)
-        {
+        let token = match table.entry(key) {
             TableEntry::Occupied(mut occupied) => {
                 let held = occupied.get();
                 if held.is_live(now) {
@@ -828,43 +881,58 @@ mod tests {
         }
     }
 
-    /// Two keys of one shard with one hash (only a test can make them: it
-    /// takes 2^-64 odds otherwise): each is still found by its whole key, and
-    /// the sweep removes each at its own deadline, never the live one.
-    #[tokio::test(start_paused = true)]
-    async fn keys_sharing_a_hash_are_kept_apart_and_expire_on_their_own() {
-        let store = MemoryStore::new();
-        let mut early = [5; 32];
-        early[15] = 1;
-        let mut late = [5; 32];
-        late[15] = 2;
-        let (early, late) = (KeyDigest::from_bytes(early), KeyDigest::from_bytes(late));
-        assert_eq!(MapKey::of(&early).hash(), MapKey::of(&late).hash());
-        assert_eq!(MapKey::of(&early).shard(), MapKey::of(&late).shard());
-        let short = record(1);
-        let long = record(2);
-        let ClaimOutcome::Claimed(token) = store.claim(&early, &FP, LEASE).await.unwrap() else {
-            panic!("not claimed");
-        };
-        store.record(&early, token, &short, TTL).await.unwrap();
-        let ClaimOutcome::Claimed(token) = store.claim(&late, &FP, LEASE).await.unwrap() else {
-            panic!("not claimed");
-        };
-        store.record(&late, token, &long, TTL * 2).await.unwrap();
-        assert_eq!(
-            store.claim(&early, &FP, LEASE).await.unwrap(),
-            ClaimOutcome::Completed(short)
-        );
-        tokio::time::advance(TTL).await;
-        assert_eq!(store.purge_expired(), 1);
-        assert_eq!(store.len(), 1);
-        assert_eq!(
-            store.claim(&late, &FP, LEASE).await.unwrap(),
-            ClaimOutcome::Completed(long)
-        );
-        tokio::time::advance(TTL).await;
-        assert_eq!(store.purge_expired(), 1);
-        assert!(store.is_empty());
+    fn map_key(low: u64, high: u64) -> MapKey {
+        let mut key = [0; 16];
+        key[..8].copy_from_slice(&low.to_le_bytes());
+        key[8..].copy_from_slice(&high.to_le_bytes());
+        MapKey(key)
+    }
+
+    /// Two keys with one hash (only a test, which knows the seed, can make
+    /// them: it takes 2^-64 odds otherwise): each is still found by its whole
+    /// key, and the sweep removes each at its own deadline, never the live
+    /// one, whichever of them the table finds first.
+    #[test]
+    fn keys_sharing_a_hash_are_kept_apart_and_expire_on_their_own() {
+        // With a zero seed the hash is the folded product of the halves.
+        let (early, late) = (map_key(2, 3), map_key(3, 2));
+        for order in [[early, late], [late, early]] {
+            let mut table = Table::with_seed(Seed(0, 0));
+            assert_eq!(table.hash(&early), table.hash(&late));
+            for key in order {
+                let (body_len, deadline) = if key == early { (1, 10) } else { (2, 20) };
+                let TableEntry::Vacant(vacant) = table.entry(&key) else {
+                    panic!("held");
+                };
+                vacant.insert(Entry::record(&key, &record(body_len), deadline));
+                table.schedule(&key, deadline);
+            }
+            let body_of = |table: &Table, key| {
+                let Held::Record(packed, _) = table.find(key).unwrap().held() else {
+                    panic!("not a record");
+                };
+                packed.unpack(None).unwrap().response.unwrap().body.len()
+            };
+            assert_eq!((body_of(&table, &early), body_of(&table, &late)), (1, 2));
+            assert_eq!(table.sweep(10, usize::MAX), 1);
+            assert!(table.find(&early).is_none());
+            assert_eq!(body_of(&table, &late), 2);
+            assert_eq!(table.sweep(19, usize::MAX), 0);
+            assert_eq!(table.sweep(20, usize::MAX), 1);
+            assert!(table.entries.is_empty() && table.expiry.is_empty());
+        }
+    }
+
+    /// A client who could choose bucket bits would put keys whose digests
+    /// share their low bits in one probe sequence; mixed with the seed,
+    /// such keys land all over the table.
+    #[test]
+    fn keys_sharing_their_low_bits_spread_over_the_buckets() {
+        let table = Table::default();
+        let buckets: std::collections::HashSet<u64> = (0..256_u64)
+            .map(|i| table.hash(&map_key(7, i << 32)) & 0xffff)
+            .collect();
+        assert!(buckets.len() > 200, "{} buckets of 256 keys", buckets.len());
     }
 
     #[tokio::test]
