@@ -170,8 +170,15 @@ impl MapKey {
 /// is made could search for keys whose digests share the bits that pick a
 /// bucket, and pile them up in one probe sequence (hash flooding). Mixed
 /// with a secret drawn for each table, those bits are unknown to a client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Seed(u64, u64);
+
+/// Not shown: a secret has no place in a log line.
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
 
 impl Seed {
     /// A seed from the process's random hash keys.
@@ -926,6 +933,12 @@ mod tests {
     /// A client who could choose bucket bits would put keys whose digests
     /// share their low bits in one probe sequence; mixed with the seed,
     /// such keys land all over the table.
+    #[test]
+    fn a_seed_is_not_shown() {
+        let shown = format!("{:?}", Seed(0x1234_5678, 0x9abc_def0));
+        assert_eq!(shown, "Seed(..)");
+    }
+
     #[test]
     fn keys_sharing_their_low_bits_spread_over_the_buckets() {
         let table = Table::default();
