@@ -249,11 +249,11 @@ impl Table {
         self.entries.find_mut(hash, |entry| entry.has_key(key))
     }
 
-    /// The slot of `key`, held or free.
-    fn entry(&mut self, key: &MapKey) -> TableEntry<'_, Entry> {
+    /// The slot of `key` (whose hash is `hash`), held or free.
+    fn entry(&mut self, hash: u64, key: &MapKey) -> TableEntry<'_, Entry> {
         let seed = self.seed;
         self.entries.entry(
-            seed.hash(key),
+            hash,
             |entry| entry.has_key(key),
             move |entry| seed.hash(&entry.key()),
         )
@@ -290,8 +290,8 @@ impl Table {
         self.entries.find(hash, |entry| self.hash_of(entry) == hash)
     }
 
-    fn schedule(&mut self, key: &MapKey, deadline: Tick) {
-        let hash = self.hash(key);
+    /// Schedules the entry of `hash` to be looked at by `deadline`.
+    fn schedule(&mut self, hash: u64, deadline: Tick) {
         self.expiry.push(Reverse((deadline, hash)));
     }
 
@@ -311,7 +311,7 @@ impl Table {
             } else if let Some(entry) = self.find_hashed(hash) {
                 // Recorded or renewed since: its one item moves to its deadline.
                 let deadline = entry.deadline();
-                self.expiry.push(Reverse((deadline, hash)));
+                self.schedule(hash, deadline);
             }
         }
         removed
@@ -599,7 +599,8 @@ impl Inner {
         // One write for the sweep, the entry and its expiry item.
         let mut table = shard.write();
         self.removed(table.sweep(now, SWEEP_PER_CLAIM));
-        let token = match table.entry(key) {
+        let hash = table.hash(key);
+        let token = match table.entry(hash, key) {
             TableEntry::Occupied(mut occupied) => {
                 let held = occupied.get();
                 if held.is_live(now) {
@@ -620,7 +621,7 @@ impl Inner {
                 token
             }
         };
-        table.schedule(key, lease_until);
+        table.schedule(hash, lease_until);
         Ok(MapClaim::Done(ClaimOutcome::Claimed(token)))
     }
 
@@ -908,11 +909,12 @@ mod tests {
             assert_eq!(table.hash(&early), table.hash(&late));
             for key in order {
                 let (body_len, deadline) = if key == early { (1, 10) } else { (2, 20) };
-                let TableEntry::Vacant(vacant) = table.entry(&key) else {
+                let hash = table.hash(&key);
+                let TableEntry::Vacant(vacant) = table.entry(hash, &key) else {
                     panic!("held");
                 };
                 vacant.insert(Entry::record(&key, &record(body_len), deadline));
-                table.schedule(&key, deadline);
+                table.schedule(hash, deadline);
             }
             let body_of = |table: &Table, key| {
                 let Held::Record(packed, _) = table.find(key).unwrap().held() else {
