@@ -4,6 +4,9 @@
 # in the same run. Prints requests/s, p99 latency and the ratios.
 #
 #   bash benches/http/run.sh [seconds per run, default 10] [rounds, default 3]
+#
+# HTTP_PIN=1 puts the server on CPU 0 and wrk on CPU 1 (taskset), so that
+# the client's latency is not the server's CPU share.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-10}"
@@ -12,7 +15,9 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 
 server_bin=$(cargo bench --bench bench_server --no-run 2>&1 | grep -o 'target/release/deps/bench_server-[0-9a-f]*' | head -n 1)
 [ -x "$server_bin" ] || { echo "could not build the bench server"; exit 1; }
 addr=127.0.0.1:3100
-ADDR=$addr "$server_bin" serve >/dev/null &
+server_cpu=() client_cpu=()
+if [ "${HTTP_PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0) client_cpu=(taskset -c 1); fi
+ADDR=$addr "${server_cpu[@]}" "$server_bin" serve >/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://$addr/bare" -d '' && break; sleep 0.1; done
@@ -31,7 +36,7 @@ curl -s -o /dev/null -X POST "http://$addr/floor" \
 
 run() { # name path mode
   local out
-  out=$(BODY_FILE=$body_file BENCH_PATH=$2 MODE=$3 wrk -t1 -c32 -d"${seconds}s" --latency -s benches/http/post.lua "http://$addr" 2>&1)
+  out=$(BODY_FILE=$body_file BENCH_PATH=$2 MODE=$3 "${client_cpu[@]}" wrk -t1 -c32 -d"${seconds}s" --latency -s benches/http/post.lua "http://$addr" 2>&1)
   local rps p99 not_2xx
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
