@@ -4,7 +4,6 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use tower_service::Service;
 
 use super::BoxError;
 use super::bodies::{LayerBodies, RequestBodies, ResponseBodies};
-use super::claim::{Acquired, Claim, acquire, execute};
+use super::claim::{Acquired, Claim, Run, acquire, execute};
 use super::config::{Config, Shared};
 use super::content_length::declared_len;
 use super::decision::Decision;
@@ -317,7 +316,7 @@ where
                     let claim =
                         Claim::new(Arc::clone(&shared), digest, token, fingerprint, claimed_at)
                             .completed_by(completion);
-                    Box::pin(execute(claim, inner.call(request)))
+                    execute(claim, inner.call(request))
                 }
                 Decision::Replay(response) => return Ok(replay(response)),
                 Decision::Reject(rejection) => {
@@ -325,13 +324,10 @@ where
                 }
                 Decision::RunUnprotected => {
                     let future = inner.call(service_request());
-                    Box::pin(async move { Ok(future.await?.map(ResponseBody::inner)) })
+                    Run::unprotected(async move { Ok(future.await?.map(ResponseBody::inner)) })
                 }
             }
         };
         run.await
     }
 }
-
-/// The service's run under a protected request, boxed.
-type Run<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;

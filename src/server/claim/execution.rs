@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::Response;
 use http_body::Body;
+use pin_project_lite::pin_project;
 
 use super::held::{Claim, PendingRecord};
 use crate::server::BoxError;
@@ -17,17 +18,9 @@ use crate::server::response::{Recording, ResponseBody};
 use crate::store::{RecordedResponse, Store, recordable_headers};
 
 /// Runs `future` (the service's answer to a claimed request) and sets up the
-/// record of its response. The run is made before the future and awaited in
-/// place, so the future holds it once (an async fn would keep the claim and
-/// the service's future twice, as passed and as bound).
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice"
-)]
-pub(crate) fn execute<F, St, B, E>(
-    claim: Claim<St>,
-    future: F,
-) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send
+/// record of its response, in a [`Run`] that hands itself on to a task of its
+/// own if the request is dropped before the end (with run to completion on).
+pub(crate) fn execute<F, St, B, E>(claim: Claim<St>, future: F) -> Run<B, E>
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     St: Store,
@@ -35,23 +28,91 @@ where
     B::Error: Into<BoxError>,
     E: Send + 'static,
 {
-    let detach = claim
+    let hand_on = claim
         .config()
         .run_to_completion
-        .then_some(complete_in_background::<F, St, B, E> as fn(_, _));
-    let mut running = Running {
-        future: Some(Box::pin(future)),
-        claim: Some(claim),
-        detach,
-    };
-    async move {
-        let (result, claim) = (&mut running).await;
-        let (response, settle) = respond(claim, result);
-        if let Some(settle) = settle {
-            settle.await;
-        }
-        response
+        .then_some(complete_in_background::<B, E> as fn(_));
+    Run {
+        future: Some(Box::pin(Execution::Running {
+            future,
+            claim: Some(claim),
+        })),
+        hand_on,
     }
+}
+
+/// The service's run under a protected request, boxed: awaited by the
+/// request, or, if the request is dropped before the run ends and `hand_on`
+/// is set (run to completion), handed to a task of its own, which also
+/// reads the response body to its end so that it is recorded. The box itself
+/// is handed on, so the run is never moved while it is pinned.
+pub(crate) struct Run<B, E> {
+    future: Option<BoxedRun<B, E>>,
+    hand_on: Option<HandOn<B, E>>,
+}
+
+/// Hands a dropped request's run to a task of its own.
+type HandOn<B, E> = fn(BoxedRun<B, E>);
+
+/// What a [`Run`] awaits.
+type BoxedRun<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+
+impl<B, E> Run<B, E> {
+    /// A run that is never handed on: dropped, it is dropped (a request
+    /// passed through unprotected).
+    pub(crate) fn unprotected(
+        future: impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send + 'static,
+    ) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+            hand_on: None,
+        }
+    }
+}
+
+impl<B, E> Future for Run<B, E> {
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(future) = &mut self.future else {
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<B, E> Drop for Run<B, E> {
+    fn drop(&mut self) {
+        // Never hand on a run that panicked: its claim is released instead.
+        if std::thread::panicking() {
+            return;
+        }
+        if let (Some(hand_on), Some(future)) = (self.hand_on, self.future.take()) {
+            hand_on(future);
+        }
+    }
+}
+
+/// Run to completion: a run its request dropped goes on to the end on a task
+/// of its own, and its response is read to the end and recorded, so the
+/// client's retry gets it.
+fn complete_in_background<B, E>(run: BoxedRun<B, E>)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to carry the work: the claim is released (or lapses).
+        return;
+    };
+    runtime.spawn(async move {
+        if let Ok(response) = run.await {
+            drain(response.into_body()).await;
+        }
+    });
 }
 
 /// A store call that must finish before the response goes out: a release, or
@@ -121,89 +182,72 @@ where
     (Ok(Response::from_parts(parts, body)), None)
 }
 
-/// The service's future under its claim, renewing the lease while it is
-/// pending. Boxed, so that if the request is dropped before the service
-/// answers, `detach` can hand it to a task of its own (run to completion);
-/// without `detach`, dropping it releases the claim.
-struct Running<F, St: Store> {
-    future: Option<Pin<Box<F>>>,
-    claim: Option<Claim<St>>,
-    detach: Option<Detach<F, St>>,
-}
-
-/// Hands a dropped request's work to a task of its own.
-type Detach<F, St> = fn(Pin<Box<F>>, Claim<St>);
-
-impl<F: Future, St: Store> Future for Running<F, St> {
-    type Output = (F::Output, Claim<St>);
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(future) = &mut this.future else {
-            return Poll::Pending;
-        };
-        match future.as_mut().poll(cx) {
-            Poll::Ready(output) => {
-                this.future = None;
-                match this.claim.take() {
-                    Some(claim) => Poll::Ready((output, claim)),
-                    None => Poll::Pending,
-                }
-            }
-            Poll::Pending => {
-                if let Some(claim) = &mut this.claim {
-                    claim.poll_renew(cx);
-                }
-                Poll::Pending
-            }
-        }
+pin_project! {
+    /// The service's future under its claim, then the store call its answer
+    /// needs before it goes out (if any). Written out rather than an async
+    /// block so that the service's future is polled in place, inside the
+    /// [`Run`]'s one box: an async block would keep it twice (as captured, and
+    /// as awaited), or need a box of its own.
+    #[project = ExecutionProj]
+    enum Execution<F, St: Store, B, E> {
+        /// The service runs; the lease is renewed while it is pending.
+        /// Dropped now, the claim releases the key (unless the whole run is
+        /// handed on first).
+        Running {
+            #[pin]
+            future: F,
+            claim: Option<Claim<St>>,
+        },
+        /// The service answered; a release or the record of an empty body
+        /// must end before the answer goes out.
+        Settling {
+            response: Option<Result<Response<ResponseBody<B>>, E>>,
+            settle: Settle,
+        },
     }
 }
 
-impl<F, St: Store> Drop for Running<F, St> {
-    fn drop(&mut self) {
-        // Never hand on a future that panicked: the claim is released instead.
-        if std::thread::panicking() {
-            return;
-        }
-        if let (Some(detach), Some(future), Some(claim)) =
-            (self.detach, self.future.take(), self.claim.take())
-        {
-            detach(future, claim);
-        }
-    }
-}
-
-/// Run to completion: the service's future, dropped by the request, runs on
-/// a task of its own; its response is read to the end and recorded, so the
-/// client's retry gets it.
-fn complete_in_background<F, St, B, E>(future: Pin<Box<F>>, claim: Claim<St>)
+impl<F, St, B, E> Future for Execution<F, St, B, E>
 where
-    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, E>>,
     St: Store,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    E: Send + 'static,
 {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        // No runtime to carry the work: the claim is released (or lapses).
-        return;
-    };
-    runtime.spawn(async move {
-        let running = Running {
-            future: Some(future),
-            claim: Some(claim),
-            detach: None,
-        };
-        let (result, claim) = running.await;
-        let (response, settle) = respond(claim, result);
-        if let Some(settle) = settle {
-            settle.await;
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.as_mut().project() {
+            ExecutionProj::Running { future, claim } => {
+                let Some(held) = claim else {
+                    return Poll::Pending;
+                };
+                let Poll::Ready(result) = future.poll(cx) else {
+                    held.poll_renew(cx);
+                    return Poll::Pending;
+                };
+                let Some(claim) = claim.take() else {
+                    return Poll::Pending;
+                };
+                let (response, settle) = respond(claim, result);
+                let Some(settle) = settle else {
+                    return Poll::Ready(response);
+                };
+                self.set(Self::Settling {
+                    response: Some(response),
+                    settle,
+                });
+                self.poll(cx)
+            }
+            ExecutionProj::Settling { response, settle } => {
+                std::task::ready!(settle.as_mut().poll(cx));
+                match response.take() {
+                    Some(response) => Poll::Ready(response),
+                    None => Poll::Pending,
+                }
+            }
         }
-        if let Ok(response) = response {
-            drain(response.into_body()).await;
-        }
-    });
+    }
 }
 
 /// Run to completion: the rest of a response body the client dropped is read

@@ -8,5 +8,5 @@ mod held;
 mod lease;
 
 pub(crate) use self::acquire::{Acquired, acquire};
-pub(crate) use self::execution::execute;
+pub(crate) use self::execution::{Run, execute};
 pub(crate) use self::held::Claim;
