@@ -177,7 +177,12 @@ where
     let detach = config
         .run_to_completion
         .then_some(drain_in_background::<B> as fn(_));
-    let pending = Box::new(PendingRecord::new(claim, parts.status, headers));
+    let pending = Box::pin(PendingRecord::new(
+        claim,
+        parts.status,
+        headers,
+        Claim::record,
+    ));
     let body = ResponseBody::recording(body, limit, expected_len, pending, detach);
     (Ok(Response::from_parts(parts, body)), None)
 }

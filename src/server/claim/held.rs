@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::lease::LeaseKeeper;
@@ -294,9 +295,34 @@ impl<St: Store> Drop for Claim<St> {
     }
 }
 
-/// A claim waiting for its response body to end.
+pin_project! {
+    /// A claim waiting for its response body to end, then the record of it:
+    /// one allocation for both, the record's future made in the place the
+    /// waiting claim leaves.
+    pub(crate) struct PendingRecord<St: Store, R> {
+        #[pin]
+        stage: Stage<St, R>,
+        // Makes the record's future (`Claim::record`, whose type has no name).
+        record: fn(Claim<St>, Option<RecordedResponse>, Option<Feed>) -> R,
+    }
+}
+
+pin_project! {
+    #[project = StageProj]
+    #[project_replace = StageReplace]
+    enum Stage<St: Store, R> {
+        /// The body streams.
+        Streaming { streaming: Streaming<St> },
+        /// The body ended: its record is being made.
+        Recording { #[pin] future: R },
+        /// Recorded, or given up.
+        Done,
+    }
+}
+
+/// The claim of a response whose body streams, and what joiners need of it.
 #[derive(Debug)]
-pub(crate) struct PendingRecord<St: Store> {
+struct Streaming<St: Store> {
     claim: Claim<St>,
     status: StatusCode,
     headers: HeaderMap,
@@ -317,9 +343,15 @@ enum Joining {
     Feeding(Feed),
 }
 
-impl<St: Store> PendingRecord<St> {
-    /// The record to make of a response with this head once its body ends.
-    pub(crate) fn new(claim: Claim<St>, status: StatusCode, headers: HeaderMap) -> Self {
+impl<St: Store, R> PendingRecord<St, R> {
+    /// The record to make of a response with this head once its body ends,
+    /// with `record` (`Claim::record`).
+    pub(crate) fn new(
+        claim: Claim<St>,
+        status: StatusCode,
+        headers: HeaderMap,
+        record: fn(Claim<St>, Option<RecordedResponse>, Option<Feed>) -> R,
+    ) -> Self {
         let (joining, relay) = match claim.config().joins {
             Some(_) => (Joining::Open, claim.shared.store.join_relay()),
             None => (Joining::Off, None),
@@ -327,7 +359,7 @@ impl<St: Store> PendingRecord<St> {
         if let Some(relay) = &relay {
             relay.get().start();
         }
-        let mut pending = Self {
+        let mut streaming = Streaming {
             claim,
             status,
             headers,
@@ -335,10 +367,23 @@ impl<St: Store> PendingRecord<St> {
             relay,
         };
         // A joiner waiting already gets the head at once.
-        pending.idle(Some(&[]), 0);
-        pending
+        streaming.idle(Some(&[]), 0);
+        Self {
+            stage: Stage::Streaming { streaming },
+            record,
+        }
     }
 
+    /// The claim while the body streams.
+    fn streaming(self: Pin<&mut Self>) -> Option<&mut Streaming<St>> {
+        match self.project().stage.project() {
+            StageProj::Streaming { streaming } => Some(streaming),
+            StageProj::Recording { .. } | StageProj::Done => None,
+        }
+    }
+}
+
+impl<St: Store> Streaming<St> {
     fn limit(&self) -> usize {
         self.claim.config().response_record_limit
     }
@@ -376,9 +421,7 @@ impl<St: Store> PendingRecord<St> {
         runtime.spawn(forward(relay.clone(), watcher, self.claim.producer()));
         self.relay = None;
     }
-}
 
-impl<St: Store> FinishRecording for PendingRecord<St> {
     fn poll_renew(&mut self, cx: &mut Context<'_>) {
         self.claim.poll_renew(cx);
         if self.claim.lease_lost() {
@@ -415,15 +458,45 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
         }
         self.relay_if_wanted(so_far, len);
     }
+}
 
-    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let Self {
+impl<St, R> FinishRecording for PendingRecord<St, R>
+where
+    St: Store,
+    R: Future<Output = ()> + Send,
+{
+    fn poll_renew(self: Pin<&mut Self>, cx: &mut Context<'_>) {
+        if let Some(streaming) = self.streaming() {
+            streaming.poll_renew(cx);
+        }
+    }
+
+    fn produced(self: Pin<&mut Self>, chunk: &Bytes, so_far: Option<&[Bytes]>, len: usize) {
+        if let Some(streaming) = self.streaming() {
+            streaming.produced(chunk, so_far, len);
+        }
+    }
+
+    fn idle(self: Pin<&mut Self>, so_far: Option<&[Bytes]>, len: usize) {
+        if let Some(streaming) = self.streaming() {
+            streaming.idle(so_far, len);
+        }
+    }
+
+    fn finish(self: Pin<&mut Self>, body: Option<Bytes>) {
+        let mut this = self.project();
+        let StageReplace::Streaming { streaming } =
+            this.stage.as_mut().project_replace(Stage::Done)
+        else {
+            return;
+        };
+        let Streaming {
             claim,
             status,
             headers,
             joining,
             relay: _,
-        } = *self;
+        } = streaming;
         let response = body.map(|body| RecordedResponse {
             status,
             headers,
@@ -433,6 +506,14 @@ impl<St: Store> FinishRecording for PendingRecord<St> {
             Joining::Feeding(feed) => Some(feed),
             Joining::Off | Joining::Open => None,
         };
-        Box::pin(claim.record(response, joiners))
+        let future = (this.record)(claim, response, joiners);
+        this.stage.set(Stage::Recording { future });
+    }
+
+    fn poll_finished(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project().stage.project() {
+            StageProj::Recording { future } => future.poll(cx),
+            StageProj::Streaming { .. } | StageProj::Done => Poll::Ready(()),
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! copy, finishing the record before the client sees the end.
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -53,23 +52,31 @@ pin_project! {
 
 /// The end of a recording, as the response body sees it: whatever owns the
 /// claim (no store type in sight) renews its lease while the body streams
-/// and records the body when it ends.
+/// and records the body when it ends. Pinned, since it becomes the record's
+/// future in place.
 pub(crate) trait FinishRecording: Send {
     /// Renews the claim's lease while the body streams.
-    fn poll_renew(&mut self, cx: &mut Context<'_>);
+    fn poll_renew(self: Pin<&mut Self>, cx: &mut Context<'_>);
 
     /// The body produced `chunk`. `so_far` is every chunk until now, this
     /// one included (`None` once past the limit), `len` their bytes: what a
     /// joiner that comes now must be sent first.
-    fn produced(&mut self, chunk: &Bytes, so_far: Option<&[Bytes]>, len: usize);
+    fn produced(self: Pin<&mut Self>, chunk: &Bytes, so_far: Option<&[Bytes]>, len: usize);
 
     /// The body waits for the service: a joiner that came meanwhile gets
     /// `so_far` (as in [`produced`](Self::produced)) at once.
-    fn idle(&mut self, so_far: Option<&[Bytes]>, len: usize);
+    fn idle(self: Pin<&mut Self>, so_far: Option<&[Bytes]>, len: usize);
 
-    /// Records `body` (`None`: too large, record a tombstone).
-    fn finish(self: Box<Self>, body: Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Starts recording `body` (`None`: too large, record a tombstone).
+    fn finish(self: Pin<&mut Self>, body: Option<Bytes>);
+
+    /// Makes the record started by [`finish`](Self::finish); ready once it is
+    /// made (or given up).
+    fn poll_finished(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 }
+
+/// The end of a recording, boxed and pinned.
+pub(crate) type Finish = Pin<Box<dyn FinishRecording>>;
 
 impl<B> ResponseBody<B> {
     /// A body of bytes the layer holds: a replay or a rejection.
@@ -109,7 +116,7 @@ impl<B> ResponseBody<B> {
         body: B,
         limit: usize,
         expected_len: Option<u64>,
-        finish: Box<dyn FinishRecording>,
+        finish: Finish,
         detach: Option<fn(Recording<B>)>,
     ) -> Self {
         Self {
@@ -215,11 +222,11 @@ struct Recorder {
 }
 
 enum State {
-    Streaming(Box<dyn FinishRecording>),
+    Streaming(Finish),
     /// Recording; then `pending` (the last frame) goes to the client, or the
     /// end if there is none.
     Finishing {
-        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+        finish: Finish,
         pending: Option<Frame<Bytes>>,
     },
     /// Recorded or abandoned: the body streams on untouched.
@@ -249,7 +256,7 @@ impl Recorder {
         }
         let so_far = (self.len <= self.limit).then(|| self.chunks.as_slice());
         if let State::Streaming(finish) = &mut self.state {
-            finish.produced(data, so_far, self.len);
+            finish.as_mut().produced(data, so_far, self.len);
         }
     }
 
@@ -258,8 +265,8 @@ impl Recorder {
     fn idle(&mut self, cx: &mut Context<'_>) {
         let so_far = (self.len <= self.limit).then(|| self.chunks.as_slice());
         if let State::Streaming(finish) = &mut self.state {
-            finish.poll_renew(cx);
-            finish.idle(so_far, self.len);
+            finish.as_mut().poll_renew(cx);
+            finish.as_mut().idle(so_far, self.len);
         }
     }
 
@@ -269,14 +276,12 @@ impl Recorder {
 
     /// Starts recording what was seen, then hands out `pending`.
     fn finish(&mut self, pending: Option<Frame<Bytes>>) {
-        let State::Streaming(finish) = std::mem::replace(&mut self.state, State::Done) else {
+        let State::Streaming(mut finish) = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
         let body = (self.len <= self.limit).then(|| std::mem::take(&mut self.chunks).join());
-        self.state = State::Finishing {
-            future: finish.finish(body),
-            pending,
-        };
+        finish.as_mut().finish(body);
+        self.state = State::Finishing { finish, pending };
     }
 
     /// Gives up recording (the body failed): the claim is released.
@@ -391,8 +396,8 @@ where
     loop {
         match &mut recorder.state {
             State::Streaming(_) => {}
-            State::Finishing { future, pending } => {
-                ready!(future.as_mut().poll(cx));
+            State::Finishing { finish, pending } => {
+                ready!(finish.as_mut().poll_finished(cx));
                 let pending = pending.take();
                 recorder.state = if pending.is_some() {
                     State::Done
