@@ -43,21 +43,35 @@ pub async fn store(name: &str) -> RedisStore {
     }
 }
 
-/// Deletes every key under `prefix` (tests leave nothing behind).
+/// Deletes every key under `prefix` (tests leave nothing behind). By `SCAN`,
+/// not `KEYS`: the Redis is shared, and `KEYS` over a large keyspace (a
+/// bench's leftovers, say) blocks the server for every test at once and ran
+/// past the client's timeout.
 async fn cleanup(url: &str, prefix: &str) {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: i64 = redis::cmd("DEL")
-            .arg(keys)
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
             .query_async(&mut connection)
             .await
             .unwrap();
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 

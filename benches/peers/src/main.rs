@@ -11,7 +11,9 @@
 //! cargo run --release --ignore-rust-version -- 1 0.2 10000  # a quick look: 10 000 keys, not 1M
 //! ```
 //!
-//! `PEERS_ONLY="floor,tower-idempotency"` runs bare and the apps named.
+//! `PEERS_ONLY="floor,tower-idempotency"` runs bare and the apps named
+//! (`PEERS_ONLY="floor;tower-idempotency, axum_bodies()"`: semicolons, for a
+//! name with a comma).
 //!
 //! Resident bytes per record are measured in a child process per app (the
 //! same binary, `memory NAME N`), so that no app runs on memory another one
@@ -258,10 +260,15 @@ async fn throughput(app: &App, key: Key, body: &Bytes, length: Duration, limit: 
 }
 
 /// Whether app `name` runs: all of them, or bare and those named in
-/// `PEERS_ONLY` (comma-separated), to see one app without the others' heaps.
+/// `PEERS_ONLY`, to see one app without the others' heaps. The names are
+/// separated by commas, or by semicolons if there is one (a name may hold a
+/// comma: "tower-idempotency, axum_bodies()").
 fn chosen(name: &str) -> bool {
     match std::env::var("PEERS_ONLY") {
-        Ok(only) => name == "bare" || only.split(',').any(|one| one.trim() == name),
+        Ok(only) => {
+            let separator = if only.contains(';') { ';' } else { ',' };
+            name == "bare" || only.split(separator).any(|one| one.trim() == name)
+        }
         Err(_) => true,
     }
 }
