@@ -2,20 +2,18 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, Method, Request};
+use http::{HeaderName, Method};
 use tower_layer::Layer;
 
-use super::random::{self, KeyGenerationError};
-use super::sent_key::SentKey;
+use super::key_config::KeyConfig;
 use super::service::SetIdempotencyKey;
 use crate::IDEMPOTENCY_KEY;
-use crate::method_set::MethodSet;
 
 /// Gives every call with a covered method its own `Idempotency-Key`, unless it
 /// already has one; wraps a client in [`SetIdempotencyKey`].
 ///
 /// A call that comes with a key keeps it, whatever its method, and that key
-/// is the one reported as [`SentKey`]. A call with another method and no key
+/// is the one reported as [`SentKey`](super::SentKey). A call with another method and no key
 /// goes out without one, and its response carries no `SentKey`.
 ///
 /// Place it **outside** the retry layer, so the key is set once per call and
@@ -37,13 +35,6 @@ use crate::method_set::MethodSet;
 #[derive(Debug, Clone)]
 pub struct SetIdempotencyKeyLayer {
     config: Arc<KeyConfig>,
-}
-
-/// What [`SetIdempotencyKey`] needs per call; shared, never copied per request.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyConfig {
-    methods: MethodSet,
-    header: HeaderName,
 }
 
 impl SetIdempotencyKeyLayer {
@@ -84,27 +75,5 @@ impl<S> Layer<S> for SetIdempotencyKeyLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         SetIdempotencyKey::new(inner, Arc::clone(&self.config))
-    }
-}
-
-impl KeyConfig {
-    /// The key this request goes out with: its own if it has one (whatever
-    /// its method), a fresh one (written into the header) if its method is
-    /// covered, none otherwise.
-    pub(crate) fn apply<B>(
-        &self,
-        request: &mut Request<B>,
-    ) -> Result<Option<SentKey>, KeyGenerationError> {
-        if let Some(value) = request.headers().get(&self.header) {
-            return Ok(Some(SentKey::given(value.clone())));
-        }
-        if !self.methods.contains(request.method()) {
-            return Ok(None);
-        }
-        let value = random::fresh_key()?;
-        request
-            .headers_mut()
-            .insert(self.header.clone(), value.clone());
-        Ok(Some(SentKey::generated(value)))
     }
 }

@@ -138,6 +138,7 @@
 //!   layer leaves a request's own key alone.
 
 mod future;
+mod key_config;
 mod layer;
 mod random;
 mod retry;

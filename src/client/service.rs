@@ -8,7 +8,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::KeyConfig;
+use super::key_config::KeyConfig;
 
 /// A client that sends each call with a covered method under one
 /// `Idempotency-Key`: the request's own, or a fresh random one. Made by
